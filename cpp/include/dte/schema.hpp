@@ -1,0 +1,42 @@
+// XSD validation with SII's schemas, each compiled once and shared between threads.
+#pragma once
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "dte/handles.hpp"
+#include "dte/report.hpp"
+#include "dte/xml.hpp"
+
+namespace dte {
+
+class SchemaSet {
+ public:
+  // `dir` holds SII's XSDs (DTE_v10.xsd, EnvioDTE_v10.xsd, ...). Throws SchemaError
+  // "schema.dir_missing" when the folder does not exist.
+  explicit SchemaSet(std::string dir);
+
+  // One shared instance per folder (compiled schemas live as long as the process).
+  static std::shared_ptr<SchemaSet> shared(const std::string& dir);
+
+  const std::string& dir() const noexcept { return dir_; }
+
+  // Picks the XSD from the root element (DTE, EnvioDTE, EnvioBOLETA, RespuestaDTE,
+  // EnvioRecibos, LibroCompraVenta, LibroGuia, ConsumoFolios, AEC...). A bare boleta <DTE>
+  // (39/41) is validated inside a synthesised EnvioBOLETA, since SII's schema only declares it
+  // there. Throws SchemaError "schema.unknown_root" / "schema.compile".
+  ValidationResult validate(xmlDoc* doc) const;
+  ValidationResult validate_bytes(std::string_view bytes, const ParseLimits& limits = {}) const;
+  // Validates against a named XSD file of the folder.
+  ValidationResult validate_with(xmlDoc* doc, const std::string& xsd_file) const;
+
+ private:
+  xmlSchema* compiled(const std::string& xsd_file) const;  // compiles on first use
+  std::string dir_;
+  mutable std::mutex mu_;
+  mutable std::map<std::string, XmlSchemaPtr> cache_;
+};
+
+}  // namespace dte
