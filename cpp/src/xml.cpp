@@ -72,7 +72,7 @@ XmlDocPtr parse_xml(std::string_view bytes, const ParseLimits& limits) {
   std::unique_ptr<xmlParserCtxt, CDeleter<xmlFreeParserCtxt>> ctxt(xmlNewParserCtxt());
   if (!ctxt) throw XmlSyntaxError("xml.internal", "cannot create an XML parser");
   // No XML_PARSE_NOENT (no entity substitution), no DTDLOAD/DTDATTR, no network.
-  const int options = XML_PARSE_NONET | XML_PARSE_NOWARNING |
+  const int options = XML_PARSE_NONET | XML_PARSE_BIG_LINES | XML_PARSE_NOWARNING |
                       XML_PARSE_NOERROR;
   XmlDocPtr doc(xmlCtxtReadMemory(ctxt.get(), bytes.data(), static_cast<int>(bytes.size()),
                                   nullptr, nullptr, options));

@@ -13,10 +13,21 @@
 
 namespace dte {
 
+// SII's "aplanado" of one element, shared by FRMA (over DA) and FRMT (over DD) at signing and at
+// verification so the two can never disagree: a canonical serialisation (C14N text and attribute
+// escaping, attributes sorted) with every namespace declaration and prefix dropped, whitespace
+// between tags removed. UTF-8; SII signs to_latin1() of it.
+std::string flattened_element(const xmlNode* element);
+
 // SII's CAF-signing public keys by IDK (100 certification, 300 production), plus any extra
 // keys trusted by configuration (tests, certification with a test SII key).
 class SiiKeyring {
  public:
+  SiiKeyring() = default;
+  // Copies share the (immutable) keys; the mutex only guards the map.
+  SiiKeyring(const SiiKeyring& other);
+  SiiKeyring& operator=(const SiiKeyring& other);
+
   // Keys shipped with the package (dte_native/sii_keys/<IDK>.pem|.cer) are added by the
   // facade through add_dir(); the C++ core knows no path by itself.
   void add_pem(int idk, std::string_view pem_cert_or_pubkey);  // throws CafError "caf.bad_key"

@@ -35,6 +35,8 @@ struct SignedDte {
 // Checks everything that can be known before a folio is spent: the input's rules, the CAF
 // (fits issuer/type/folio, not expired, SII signature when a keyring is given, key pair), the
 // certificate (private key, validity). Returns every finding; never throws for content.
+// A null `caf` or `cert` skips those checks (rules only). Finding codes are the rule engine's
+// plus the CafError/CertificateError codes ("caf.folio_out_of_range", "cert.expired", ...).
 std::vector<Finding> precheck(std::string_view input_json, const Caf* caf,
                               const Certificate* cert, const SignOptions& options);
 
@@ -52,7 +54,9 @@ struct SignOutcome {
   std::string error_message;
 };
 
-// Signs many documents on the core's pool (each with the CAF whose range holds its folio).
+// Signs many documents on the core's pool (each with the CAF whose type and range hold its
+// folio, preferring one of the document's issuer; none: error_code "caf.not_found").
+// `options.doc_id` applies only to a batch of one: every other document gets its default ID.
 std::vector<SignOutcome> sign_many(const std::vector<std::string>& inputs,
                                    const std::vector<const Caf*>& cafs, const Certificate& cert,
                                    const SignOptions& options, unsigned threads = 0);

@@ -26,10 +26,14 @@ class SchemaSet {
   // Picks the XSD from the root element (DTE, EnvioDTE, EnvioBOLETA, RespuestaDTE,
   // EnvioRecibos, LibroCompraVenta, LibroGuia, ConsumoFolios, AEC...). A bare boleta <DTE>
   // (39/41) is validated inside a synthesised EnvioBOLETA, since SII's schema only declares it
-  // there. Throws SchemaError "schema.unknown_root" / "schema.compile".
+  // there (ValidationResult.schema then says "EnvioBOLETA_v11.xsd (synthesised envelope)" and
+  // issues carry the lines and paths of the caller's document). Throws SchemaError
+  // "schema.unknown_root" / "schema.compile". XSDs may include only files of the same folder
+  // (checked before compiling: the schema parser must never reach the network).
   ValidationResult validate(xmlDoc* doc) const;
   ValidationResult validate_bytes(std::string_view bytes, const ParseLimits& limits = {}) const;
-  // Validates against a named XSD file of the folder.
+  // Validates against a named XSD file of the folder. Throws SchemaError "schema.file_missing"
+  // when the folder has no such file (or an XSD it includes).
   ValidationResult validate_with(xmlDoc* doc, const std::string& xsd_file) const;
 
  private:

@@ -1,0 +1,590 @@
+// Input JSON -> normalised document: shapes (single objects -> lists, numeric strings ->
+// numbers), defaults, line amounts and totals with SII's half-up rounding.
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <map>
+
+#include "document_internal.hpp"
+#include "dte/errors.hpp"
+#include "dte/xml.hpp"
+
+namespace dte {
+namespace detail {
+
+std::optional<long double> parse_decimal(std::string_view s) noexcept {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  if (s.empty()) return std::nullopt;
+  if (s.front() == '+') s.remove_prefix(1);
+  // Only plain decimals: no exponent, hex, inf or nan sneaking in through from_chars.
+  bool digit = false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    if (c >= '0' && c <= '9') {
+      digit = true;
+    } else if (!(c == '.' || (c == '-' && i == 0))) {
+      return std::nullopt;
+    }
+  }
+  if (!digit) return std::nullopt;
+  long double value = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (ec != std::errc() || ptr != s.data() + s.size()) return std::nullopt;
+  return value;
+}
+
+std::optional<long double> as_number(const json& v) noexcept {
+  if (v.is_number_integer()) return static_cast<long double>(v.get<long long>());
+  if (v.is_number_unsigned()) return static_cast<long double>(v.get<unsigned long long>());
+  if (v.is_number_float()) return static_cast<long double>(v.get<double>());
+  if (v.is_string()) return parse_decimal(v.get_ref<const std::string&>());
+  return std::nullopt;
+}
+
+long long round_half_up(long double x) noexcept {
+  constexpr long double kTolerance = 1e-7L;
+  if (x >= 0) return static_cast<long long>(std::floor(x + 0.5L + kTolerance));
+  return -static_cast<long long>(std::floor(-x + 0.5L + kTolerance));
+}
+
+long double round_to(long double x, int frac) noexcept {
+  if (frac <= 0) return static_cast<long double>(round_half_up(x));
+  long double scale = std::pow(10.0L, frac);
+  return static_cast<long double>(round_half_up(x * scale)) / scale;
+}
+
+std::string format_number(long double x, int frac) {
+  if (frac <= 0) return std::to_string(round_half_up(x));
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*Lf", frac, round_to(x, frac));
+  std::string s(buf);
+  if (s.find('.') != std::string::npos) {
+    while (s.back() == '0') s.pop_back();
+    if (s.back() == '.') s.pop_back();
+  }
+  if (s == "-0") s = "0";
+  return s;
+}
+
+std::string scalar_text(const json& v, const Node& node) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "1" : "0";
+  if (v.is_number()) {
+    auto n = as_number(v);
+    int frac = node.kind == Kind::kDec ? node.frac : node.kind == Kind::kInt ? 0 : 6;
+    // xs:decimal without fractionDigits (Exportaciones OtraMoneda): keep 4 as elsewhere.
+    if (node.kind == Kind::kDec && frac == 0) frac = 4;
+    return format_number(*n, frac);
+  }
+  return {};
+}
+
+long double num(const json& obj, const char* key) noexcept {
+  if (!obj.is_object()) return 0;
+  auto it = obj.find(key);
+  if (it == obj.end()) return 0;
+  return as_number(*it).value_or(0);
+}
+
+bool has(const json& obj, const char* key) noexcept {
+  return obj.is_object() && obj.contains(key);
+}
+
+}  // namespace detail
+
+using detail::Kind;
+using detail::Node;
+
+bool is_supported_type(int tipo) noexcept {
+  for (int t : kSupportedTypes)
+    if (t == tipo) return true;
+  return false;
+}
+bool is_boleta(int tipo) noexcept { return tipo == 39 || tipo == 41; }
+bool is_export(int tipo) noexcept { return tipo == 110 || tipo == 111 || tipo == 112; }
+bool is_exempt_type(int tipo) noexcept {
+  return tipo == 34 || tipo == 41 || is_export(tipo);
+}
+
+const char* type_name(int tipo) noexcept {
+  switch (tipo) {
+    case 33: return "Factura electrónica";
+    case 34: return "Factura no afecta o exenta electrónica";
+    case 39: return "Boleta electrónica";
+    case 41: return "Boleta exenta electrónica";
+    case 43: return "Liquidación factura electrónica";
+    case 46: return "Factura de compra electrónica";
+    case 52: return "Guía de despacho electrónica";
+    case 56: return "Nota de débito electrónica";
+    case 61: return "Nota de crédito electrónica";
+    case 110: return "Factura de exportación electrónica";
+    case 111: return "Nota de débito de exportación electrónica";
+    case 112: return "Nota de crédito de exportación electrónica";
+    default: return "";
+  }
+}
+
+json parse_input(std::string_view json_text) {
+  try {
+    return json::parse(json_text.begin(), json_text.end());
+  } catch (const json::parse_error& e) {
+    throw DocumentError("input.json", std::string("input is not valid JSON (byte ") +
+                                          std::to_string(e.byte) + "): " + e.what());
+  }
+}
+
+namespace {
+
+int read_type(const json& input) {
+  const json* v = nullptr;
+  if (input.is_object() && input.contains("Encabezado") && input["Encabezado"].is_object() &&
+      input["Encabezado"].contains("IdDoc") && input["Encabezado"]["IdDoc"].is_object() &&
+      input["Encabezado"]["IdDoc"].contains("TipoDTE"))
+    v = &input["Encabezado"]["IdDoc"]["TipoDTE"];
+  if (!v) throw DocumentError("input.field", "Encabezado.IdDoc.TipoDTE is required");
+  auto n = detail::as_number(*v);
+  if (!n || *n != std::floor(*n))
+    throw DocumentError("input.type", "Encabezado.IdDoc.TipoDTE must be an integer");
+  return static_cast<int>(*n);
+}
+
+std::string join(const std::string& path, const char* key) {
+  return path.empty() ? std::string(key) : path + "." + key;
+}
+
+void shape_value(json& value, const Node& node, const std::string& path);
+
+// Walks an object against its schema node: unknown keys are refused (a typo must not vanish),
+// single objects become lists where the XSD allows several, numeric strings become numbers.
+void shape_object(json& obj, const Node& node, const std::string& path) {
+  if (!obj.is_object())
+    throw DocumentError("input.type", (path.empty() ? std::string("document") : path) +
+                                          " must be an object");
+  for (auto it = obj.begin(); it != obj.end();) {
+    const Node* child = node.find(it.key());
+    if (!child) {
+      throw DocumentError("input.unknown_field",
+                          "unknown field '" + join(path, it.key().c_str()) +
+                              "' (not in SII's schema for this document type)");
+    }
+    // LibreDTE-style input uses false/null for "not given".
+    if (it->is_null() || (it->is_boolean() && !it->get<bool>())) {
+      it = obj.erase(it);
+      continue;
+    }
+    std::string child_path = join(path, child->name);
+    if (child->repeats()) {
+      if (!it->is_array()) {
+        json one = std::move(*it);
+        *it = json::array();
+        it->push_back(std::move(one));
+      }
+      std::size_t i = 0;
+      for (json& item : *it) {
+        shape_value(item, *child, child_path + "[" + std::to_string(i) + "]");
+        ++i;
+      }
+    } else {
+      if (it->is_array())
+        throw DocumentError("input.type", child_path + " takes a single value, not a list");
+      shape_value(*it, *child, child_path);
+    }
+    ++it;
+  }
+}
+
+void shape_value(json& value, const Node& node, const std::string& path) {
+  switch (node.kind) {
+    case Kind::kGroup:
+      shape_object(value, node, path);
+      return;
+    case Kind::kInt:
+    case Kind::kDec: {
+      if (value.is_boolean()) value = value.get<bool>() ? 1 : 0;
+      auto n = detail::as_number(value);
+      if (!n) throw DocumentError("input.type", path + " must be a number");
+      if (*n == std::floor(*n) && std::fabs(*n) < 9e15L)
+        value = static_cast<long long>(*n);
+      else
+        value = static_cast<double>(*n);
+      return;
+    }
+    case Kind::kText:
+    case Kind::kDate:
+      if (value.is_number()) {
+        value = detail::scalar_text(value, node);
+      } else if (!value.is_string()) {
+        throw DocumentError("input.type", path + " must be text");
+      }
+      return;
+  }
+}
+
+// SII "Formato DTE" v2.2, section 4 (codes of additional taxes and retentions).
+constexpr detail::TaxCode kTaxCodes[] = {
+    {14, -1, false, false},  {15, 19, true, false},   {17, 5, false, false},
+    {18, 5, false, false},   {19, 12, false, false},  {23, 15, false, false},
+    {24, 31.5, false, false}, {25, 20.5, false, false}, {26, 20.5, false, false},
+    {27, 10, false, false},  {271, 18, false, false}, {28, -1, false, false},
+    {30, 10, true, true},    {301, 19, true, false},  {31, 19, true, false},
+    {32, 8, true, true},     {321, 19, true, false},  {33, 8, true, true},
+    {331, 19, true, false},  {34, 4, true, true},     {341, 19, true, false},
+    {35, -1, false, false},  {36, 10, true, true},    {361, 19, true, false},
+    {37, 10, true, true},    {371, 19, true, false},  {38, 19, true, false},
+    {39, 19, true, false},   {41, 19, true, false},   {44, 15, false, false},
+    {45, 50, false, false},  {46, 19, true, false},   {47, 19, true, false},
+    {48, 14, true, true},    {481, 19, true, false},  {49, 0, true, false},
+    {50, -1, false, false},  {51, -1, false, false},  {52, -1, false, false},
+    {53, 0.5, true, false},
+};
+
+}  // namespace
+
+namespace detail {
+const TaxCode* tax_code(int code) noexcept {
+  for (const TaxCode& t : kTaxCodes)
+    if (t.code == code) return &t;
+  return nullptr;
+}
+long long int_of(const json& v, long long fallback) noexcept {
+  auto n = as_number(v);
+  if (!n) return fallback;
+  return round_half_up(*n);
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::has;
+using detail::int_of;
+using detail::num;
+using detail::round_half_up;
+using detail::round_to;
+
+// Stated (non-zero) amounts are kept; zero counts as "not given" as in LibreDTE's input,
+// whose notes state Totales of 0 to be filled in.
+bool stated(const json& obj, const char* key) {
+  return has(obj, key) && num(obj, key) != 0;
+}
+
+void set_number(json& obj, const char* key, long double value, int frac) {
+  if (frac <= 0)
+    obj[key] = round_half_up(value);
+  else
+    obj[key] = static_cast<double>(round_to(value, frac));
+}
+
+// Rebuilds an object with its keys in schema order (normalised output reads like the XML).
+json in_schema_order(json&& obj, const Node& node) {
+  if (!obj.is_object()) return std::move(obj);
+  json out = json::object();
+  for (const Node& c : node.children) {
+    auto it = obj.find(c.name);
+    if (it == obj.end()) continue;
+    if (c.kind == Kind::kGroup) {
+      if (it->is_array()) {
+        json arr = json::array();
+        for (json& item : *it) arr.push_back(in_schema_order(std::move(item), c));
+        out[c.name] = std::move(arr);
+      } else {
+        out[c.name] = in_schema_order(std::move(*it), c);
+      }
+    } else {
+      out[c.name] = std::move(*it);
+    }
+  }
+  return out;
+}
+
+struct Sums {
+  long double affected = 0;  // lines subject to VAT (gross for boletas)
+  long double exempt = 0;
+  bool has_affected = false;
+  bool has_exempt = false;
+  std::map<int, long double> tax_base;  // CodImpAdic -> sum of affected line amounts
+  std::vector<int> tax_order;
+};
+
+}  // namespace
+
+json normalize(const json& input) {
+  if (!input.is_object()) throw DocumentError("input.type", "the document must be a JSON object");
+  const int tipo = read_type(input);
+  if (!is_supported_type(tipo))
+    throw DocumentError("input.unsupported_type",
+                        "TipoDTE " + std::to_string(tipo) + " is not a supported document type");
+  const bool boleta = is_boleta(tipo);
+  const bool exports = is_export(tipo);
+  const bool exempt_type = is_exempt_type(tipo);
+  const Node& schema = detail::schema_for(tipo);
+
+  json doc = input;
+  // Boletas name the issuer fields differently; accept the invoice names too, so one issuer
+  // record serves every type. Acteco has no place in a boleta.
+  if (boleta && doc["Encabezado"].contains("Emisor") && doc["Encabezado"]["Emisor"].is_object()) {
+    json& em = doc["Encabezado"]["Emisor"];
+    // Copies first: inserting into an ordered_json may move the member being read.
+    if (em.contains("RznSoc") && !em.contains("RznSocEmisor")) {
+      json name = em["RznSoc"];
+      em["RznSocEmisor"] = std::move(name);
+    }
+    if (em.contains("GiroEmis") && !em.contains("GiroEmisor")) {
+      json giro = em["GiroEmis"];
+      em["GiroEmisor"] = std::move(giro);
+    }
+    em.erase("RznSoc");
+    em.erase("GiroEmis");
+    em.erase("Acteco");
+  }
+  if (boleta && doc["Encabezado"].is_object() && !doc["Encabezado"].contains("Receptor"))
+    doc["Encabezado"]["Receptor"] = json{{"RUTRecep", "66666666-6"}};
+  shape_object(doc, schema, "");
+
+  // ordered_json keeps members in a vector: create every member we hold a reference to
+  // before taking the references, or an insertion would leave them dangling.
+  if (!doc.contains("Detalle")) doc["Detalle"] = json::array();
+  if (!doc["Encabezado"].is_object()) doc["Encabezado"] = json::object();
+  for (const char* k : {"IdDoc", "Totales"})
+    if (!doc["Encabezado"].contains(k)) doc["Encabezado"][k] = json::object();
+  json& enc = doc["Encabezado"];
+  json& id = enc["IdDoc"];
+  if (!has(id, "FchEmis")) id["FchEmis"] = today_date();
+  if (boleta && !has(id, "IndServicio")) id["IndServicio"] = 3;
+  if (!boleta && !has(id, "FmaPago") && tipo != 52) {
+    // A cancellation date means paid cash, a due date means credit; otherwise SII's default
+    // (no FmaPago) is left alone.
+    if (has(id, "FchCancel")) id["FmaPago"] = 1;
+    else if (has(id, "FchVenc")) id["FmaPago"] = 2;
+  }
+  const std::string fch_emis = id["FchEmis"].get<std::string>();
+
+  json& totales = enc["Totales"];
+  // Foreign-currency exports keep two decimals; CLP is whole pesos.
+  int cur_frac = 0;
+  if (exports) {
+    std::string moneda = totales.value("TpoMoneda", std::string());
+    cur_frac = (moneda.empty() || moneda == "PESO CL") ? 0 : 2;
+  }
+  auto round_amt = [&](long double x) {
+    return cur_frac ? round_to(x, cur_frac) : static_cast<long double>(round_half_up(x));
+  };
+
+  // Lines.
+  Sums sums;
+  std::size_t n = 0;
+  for (json& line : doc["Detalle"]) {
+    ++n;
+    if (!has(line, "NroLinDet")) line["NroLinDet"] = static_cast<long long>(n);
+    long double monto = 0;
+    if (stated(line, "MontoItem")) {
+      monto = num(line, "MontoItem");
+    } else {
+      long double qty = has(line, "QtyItem") ? num(line, "QtyItem") : 1;
+      long double base = round_amt(qty * num(line, "PrcItem"));
+      long double desc = num(line, "DescuentoMonto");
+      if (!has(line, "DescuentoMonto") && has(line, "DescuentoPct")) {
+        desc = round_amt(base * num(line, "DescuentoPct") / 100);
+        if (desc > 0 && !exports) line["DescuentoMonto"] = round_half_up(desc);
+      }
+      long double rec = num(line, "RecargoMonto");
+      if (!has(line, "RecargoMonto") && has(line, "RecargoPct")) {
+        rec = round_amt(base * num(line, "RecargoPct") / 100);
+        if (rec > 0 && !exports) line["RecargoMonto"] = round_half_up(rec);
+      }
+      monto = base - desc + rec;
+      set_number(line, "MontoItem", monto, cur_frac);
+    }
+    const long long ind_exe = has(line, "IndExe") ? int_of(line["IndExe"]) : 0;
+    // IndExe 2..6 (not billable, guarantees, non-sale items...) stay out of the totals.
+    if (ind_exe >= 2) continue;
+    if (exempt_type || ind_exe == 1) {
+      sums.exempt += monto;
+      sums.has_exempt = true;
+    } else {
+      sums.affected += monto;
+      sums.has_affected = true;
+      if (has(line, "CodImpAdic")) {
+        for (const json& c : line["CodImpAdic"]) {
+          int code = static_cast<int>(int_of(c));
+          if (!sums.tax_base.count(code)) sums.tax_order.push_back(code);
+          sums.tax_base[code] += monto;
+        }
+      }
+    }
+  }
+
+  // Global discounts and surcharges: a percentage applies to the line sum of its bucket.
+  const long double affected_lines = sums.affected;
+  const long double exempt_lines = sums.exempt;
+  if (doc.contains("DscRcgGlobal")) {
+    std::size_t k = 0;
+    for (json& dr : doc["DscRcgGlobal"]) {
+      ++k;
+      if (!has(dr, "NroLinDR")) dr["NroLinDR"] = static_cast<long long>(k);
+      const long long ind = has(dr, "IndExeDR") ? int_of(dr["IndExeDR"]) : 0;
+      if (ind == 2) continue;  // not billable: outside the totals
+      const bool to_exempt = exempt_type || ind == 1;
+      const long double bucket = to_exempt ? exempt_lines : affected_lines;
+      const std::string tpo_valor = dr.value("TpoValor", std::string("$"));
+      long double value = num(dr, "ValorDR");
+      long double amount = tpo_valor == "%" ? round_amt(bucket * value / 100) : value;
+      const std::string mov = dr.value("TpoMov", std::string("D"));
+      if (mov == "D") amount = -amount;
+      (to_exempt ? sums.exempt : sums.affected) += amount;
+    }
+  }
+  // Taxes follow the affected amount after global discounts.
+  if (affected_lines != 0 && sums.affected != affected_lines) {
+    const long double factor = sums.affected / affected_lines;
+    for (auto& [code, base] : sums.tax_base) base = round_half_up(base * factor);
+  }
+
+  // Totals.
+  auto fill = [&](const char* key, long double value, int frac = 0) {
+    if (!stated(totales, key)) set_number(totales, key, value, frac);
+  };
+  if (exports) {
+    fill("MntExe", sums.exempt, cur_frac);
+    fill("MntTotal", sums.exempt, cur_frac);
+    if (enc.contains("OtraMoneda") && enc["OtraMoneda"].is_object()) {
+      json& om = enc["OtraMoneda"];
+      const long double cambio = num(om, "TpoCambio");
+      if (cambio > 0) {
+        const int frac = om.value("TpoMoneda", std::string()) == "PESO CL" ? 0 : 4;
+        if (!stated(om, "MntExeOtrMnda") && sums.exempt > 0)
+          set_number(om, "MntExeOtrMnda", num(totales, "MntExe") * cambio, frac);
+        if (!stated(om, "MntTotOtrMnda"))
+          set_number(om, "MntTotOtrMnda", num(totales, "MntTotal") * cambio, frac);
+      }
+    }
+  } else if (boleta) {
+    long double neto = 0, iva = 0, total_affected = 0;
+    if (tipo == 39 && sums.has_affected) {
+      const long long gross = round_half_up(sums.affected);
+      if (has(id, "IndMntNeto") && int_of(id["IndMntNeto"]) == 2) {
+        neto = static_cast<long double>(gross);
+        iva = static_cast<long double>(round_half_up(neto * 19 / 100));
+      } else {
+        // round(gross / 1.19) half-up in integers: no binary noise on the .5 boundary.
+        const long long g = gross < 0 ? 0 : gross;
+        neto = static_cast<long double>((g * 200 + 119) / 238);
+        iva = static_cast<long double>(g) - neto;
+      }
+      total_affected = neto + iva;
+      fill("MntNeto", neto);
+      fill("IVA", iva);
+    } else if (tipo == 39 && sums.has_exempt) {
+      // nothing affected: only MntExe below
+    }
+    if (sums.has_exempt || tipo == 41) fill("MntExe", sums.exempt);
+    fill("MntTotal", total_affected + (sums.has_exempt || tipo == 41 ? sums.exempt : 0));
+  } else {
+    const bool affected_doc = !exempt_type && sums.has_affected;
+    long double neto = affected_doc ? sums.affected : 0;
+    const long double tasa = stated(totales, "TasaIVA") ? num(totales, "TasaIVA") : 19;
+    long double iva = affected_doc ? static_cast<long double>(round_half_up(neto * tasa / 100)) : 0;
+    long double additional = 0, retained = 0;
+    bool partial = false;
+    const bool zero_guia = tipo == 52 && sums.affected == 0 && sums.exempt == 0;
+    if (affected_doc && !zero_guia) {
+      fill("MntNeto", neto);
+      if (sums.has_exempt) fill("MntExe", sums.exempt);
+      if (!has(totales, "TasaIVA")) totales["TasaIVA"] = static_cast<long long>(tasa);
+      fill("IVA", iva);
+    } else if (sums.has_exempt && !zero_guia) {
+      fill("MntExe", sums.exempt);
+    }
+    // Additional taxes and retentions.
+    if (!(has(totales, "ImptoReten") && !totales["ImptoReten"].empty()) && !sums.tax_order.empty()) {
+      json list = json::array();
+      for (int code : sums.tax_order) {
+        const detail::TaxCode* t = detail::tax_code(code);
+        if (!t || t->rate < 0) continue;  // specific taxes: the amount must be stated
+        const long long monto = round_half_up(sums.tax_base[code] * t->rate / 100);
+        json imp = json::object();
+        imp["TipoImp"] = std::to_string(code);
+        imp["TasaImp"] = t->rate == std::floor(t->rate) ? json(static_cast<long long>(t->rate))
+                                                        : json(t->rate);
+        imp["MontoImp"] = monto;
+        list.push_back(std::move(imp));
+      }
+      if (!list.empty()) totales["ImptoReten"] = std::move(list);
+    }
+    if (has(totales, "ImptoReten")) {
+      for (const json& imp : totales["ImptoReten"]) {
+        const detail::TaxCode* t =
+            detail::tax_code(static_cast<int>(int_of(imp.value("TipoImp", json()))));
+        const long double monto = num(imp, "MontoImp");
+        if (t && t->retention) {
+          retained += monto;
+          partial = partial || t->partial;
+        } else {
+          additional += monto;
+        }
+      }
+    }
+    const long double iva_final = num(totales, "IVA");
+    if (partial && retained > 0 && retained < iva_final && !stated(totales, "IVANoRet"))
+      totales["IVANoRet"] = round_half_up(iva_final - retained);
+    fill("MntTotal", num(totales, "MntNeto") + num(totales, "MntExe") + iva_final + additional -
+                         retained);
+    if (enc.contains("OtraMoneda") && enc["OtraMoneda"].is_object()) {
+      json& om = enc["OtraMoneda"];
+      const long double cambio = num(om, "TpoCambio");
+      if (cambio > 0) {
+        // TpoCambio is pesos per unit of the other currency.
+        auto conv = [&](const char* from, const char* to) {
+          const long double v = num(totales, from);
+          if (v > 0 && !stated(om, to)) set_number(om, to, v / cambio, 4);
+        };
+        conv("MntNeto", "MntNetoOtrMnda");
+        conv("MntExe", "MntExeOtrMnda");
+        conv("IVA", "IVAOtrMnda");
+        if (!stated(om, "MntTotOtrMnda"))
+          set_number(om, "MntTotOtrMnda", num(totales, "MntTotal") / cambio, 4);
+      }
+    }
+  }
+
+  // References: number the lines; FchRef defaults to the issue date (SII requires one).
+  if (doc.contains("Referencia")) {
+    std::size_t k = 0;
+    for (json& ref : doc["Referencia"]) {
+      ++k;
+      if (!has(ref, "NroLinRef")) ref["NroLinRef"] = static_cast<long long>(k);
+      if (!boleta && !has(ref, "FchRef")) ref["FchRef"] = fch_emis;
+    }
+  }
+  if (doc.contains("SubTotInfo")) {
+    std::size_t k = 0;
+    for (json& sti : doc["SubTotInfo"]) {
+      ++k;
+      if (!has(sti, "NroSTI")) sti["NroSTI"] = static_cast<long long>(k);
+    }
+  }
+  if (doc.contains("Comisiones")) {
+    std::size_t k = 0;
+    for (json& com : doc["Comisiones"]) {
+      ++k;
+      if (!has(com, "NroLinCom")) com["NroLinCom"] = static_cast<long long>(k);
+    }
+  }
+  return in_schema_order(std::move(doc), schema);
+}
+
+int doc_type_of(const json& normalized) { return read_type(normalized); }
+
+long long folio_of(const json& normalized) {
+  try {
+    const json& v = normalized.at("Encabezado").at("IdDoc").at("Folio");
+    auto n = detail::as_number(v);
+    if (!n) throw DocumentError("input.type", "Encabezado.IdDoc.Folio must be a number");
+    return round_half_up(*n);
+  } catch (const json::exception&) {
+    throw DocumentError("input.field", "Encabezado.IdDoc.Folio is required");
+  }
+}
+
+}  // namespace dte

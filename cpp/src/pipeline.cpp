@@ -1,0 +1,254 @@
+#include "dte/pipeline.hpp"
+
+#include <algorithm>
+
+#include "dte/document.hpp"
+#include "dte/errors.hpp"
+#include "dte/pool.hpp"
+#include "dte/rut.hpp"
+#include "dte/signer.hpp"
+#include "dte/ted.hpp"
+#include "dte/xml.hpp"
+
+namespace dte {
+namespace {
+
+using Sev = Finding::Severity;
+
+RuleContext rule_context(const Caf* caf, const SignOptions& options) {
+  RuleContext ctx;
+  ctx.today = options.today;
+  if (caf) {
+    const CafInfo& info = caf->info();
+    ctx.caf_folio_from = info.folio_from;
+    ctx.caf_folio_to = info.folio_to;
+    ctx.caf_doc_type = info.doc_type;
+    ctx.caf_issuer_rut = info.issuer_rut;
+    ctx.caf_expires_on = info.expires_on;
+  }
+  return ctx;
+}
+
+std::string issuer_of(const json& normalized) {
+  try {
+    const json& v = normalized.at("Encabezado").at("Emisor").at("RUTEmisor");
+    return v.is_string() ? v.get<std::string>() : std::string();
+  } catch (const json::exception&) {
+    return {};
+  }
+}
+
+std::string describe(const std::vector<Finding>& errors) {
+  std::string msg = std::to_string(errors.size()) +
+                    (errors.size() == 1 ? " rule failed: " : " rules failed: ");
+  for (std::size_t i = 0; i < errors.size(); ++i) {
+    if (i) msg += "; ";
+    msg += errors[i].code;
+    if (!errors[i].field.empty()) msg += " at " + errors[i].field;
+    msg += ": " + errors[i].message;
+  }
+  return msg;
+}
+
+Finding error_finding(const DteError& e, std::string field) {
+  return Finding{Sev::kError, e.code(), std::move(field), e.what()};
+}
+
+bool has_code(const std::vector<Finding>& findings, const std::string& code) {
+  return std::any_of(findings.begin(), findings.end(),
+                     [&](const Finding& f) { return f.code == code; });
+}
+
+// The CAF's own integrity: key pair always, SII's signature when a keyring is given.
+void verify_caf(const Caf& caf, const SignOptions& options) {
+  if (!caf.info().has_private_key) {
+    throw CafError("caf.no_private_key",
+                   "the CAF has no RSASK private key: it can check stamps but not make them");
+  }
+  if (options.keyring) {
+    caf.verify(*options.keyring);
+    return;
+  }
+  SiiKeyring none;
+  for (const Check& c : caf.check(none)) {
+    if (c.status == CheckStatus::kFail && c.name != "caf.sii_signature")
+      throw CafError("caf.key_pair", c.reason);
+  }
+}
+
+xmlNode* document_element(xmlNode* root) {
+  for (const char* name : {"Documento", "Liquidacion", "Exportaciones"})
+    if (xmlNode* d = child(root, name)) return d;
+  return nullptr;
+}
+
+SignedDte sign_normalized(const json& normalized, const Caf& caf, const Certificate& cert,
+                          const SignOptions& options, const std::string& doc_id) {
+  std::vector<Finding> findings = check_rules(normalized, rule_context(&caf, options));
+  std::vector<Finding> errors;
+  std::vector<Finding> warnings;
+  for (auto& f : findings) (f.severity == Sev::kError ? errors : warnings).push_back(f);
+  if (!errors.empty()) throw DocumentError("rules.failed", describe(errors));
+
+  const int type = doc_type_of(normalized);
+  const long long folio = folio_of(normalized);
+  caf.check_fits(issuer_of(normalized), type, folio, options.today);
+  verify_caf(caf, options);
+
+  const std::string timestamp = options.timestamp.empty() ? now_timestamp() : options.timestamp;
+  if (!cert.has_private_key()) {
+    throw CertificateError("cert.no_private_key", "the certificate has no private key to sign with");
+  }
+  if (options.check_certificate_validity) cert.check_valid_at(timestamp);
+
+  XmlDocPtr built = build_document_xml(normalized, doc_id);
+  xmlNode* documento = document_element(xmlDocGetRootElement(built.get()));
+  if (!documento) throw DocumentError("document.no_documento", "the built DTE has no Documento");
+  TedData ted_data = ted_data_from_document(documento, timestamp);
+  std::string ted = stamp_ted(ted_data, caf);
+  insert_ted(built.get(), ted, timestamp);
+
+  // Sign the tree that the final bytes describe: serialise (formatted, Latin-1), parse back,
+  // sign that, and write it without reformatting so no byte under the signature moves.
+  const std::string unsigned_bytes = serialize(built.get(), "ISO-8859-1", /*format=*/true);
+  built.reset();
+  XmlDocPtr doc = parse_xml(unsigned_bytes);
+  register_ids(doc.get());
+  xmlNode* root = xmlDocGetRootElement(doc.get());
+  documento = document_element(root);
+  XmlCharPtr id(documento ? xmlGetNoNsProp(documento, BAD_CAST "ID") : nullptr);
+  if (!id) throw DocumentError("document.no_id", "the built Documento has no ID attribute");
+
+  SignedDte out;
+  out.id = reinterpret_cast<const char*>(id.get());
+  append_signature(doc.get(), root, out.id, cert);
+  out.xml = serialize(doc.get(), "ISO-8859-1", /*format=*/false);
+  out.doc_type = type;
+  out.folio = folio;
+  out.total = ted_data.mnt;
+  out.issuer_rut = ted_data.re;
+  out.receiver_rut = ted_data.rr;
+  out.issue_date = ted_data.fe;
+  out.ted_xml = std::move(ted);
+  out.warnings = std::move(warnings);
+  return out;
+}
+
+const Caf* pick_caf(const std::vector<const Caf*>& cafs, const json& normalized, int type,
+                    long long folio) {
+  const Caf* fallback = nullptr;
+  auto issuer = Rut::try_parse(issuer_of(normalized));
+  for (const Caf* caf : cafs) {
+    if (!caf) continue;
+    const CafInfo& info = caf->info();
+    if (info.doc_type != type || folio < info.folio_from || folio > info.folio_to) continue;
+    auto caf_rut = Rut::try_parse(info.issuer_rut);
+    if (issuer && caf_rut && *issuer == *caf_rut) return caf;
+    if (!fallback) fallback = caf;  // lets sign_document name the issuer mismatch
+  }
+  return fallback;
+}
+
+}  // namespace
+
+std::vector<Finding> precheck(std::string_view input_json, const Caf* caf,
+                              const Certificate* cert, const SignOptions& options) {
+  std::vector<Finding> out;
+  json normalized;
+  try {
+    normalized = normalize(parse_input(input_json));
+  } catch (const DteError& e) {
+    out.push_back(error_finding(e, ""));
+    return out;
+  }
+  try {
+    out = check_rules(normalized, rule_context(caf, options));
+  } catch (const DteError& e) {
+    out.push_back(error_finding(e, ""));
+  }
+  auto add = [&](Finding f) {
+    if (!has_code(out, f.code)) out.push_back(std::move(f));
+  };
+
+  if (caf) {
+    try {
+      caf->check_fits(issuer_of(normalized), doc_type_of(normalized), folio_of(normalized),
+                      options.today);
+    } catch (const DteError& e) {
+      add(error_finding(e, "CAF"));
+    }
+    if (!caf->info().has_private_key) {
+      add(Finding{Sev::kError, "caf.no_private_key", "CAF",
+                  "the CAF has no RSASK private key: it can check stamps but not make them"});
+    }
+    try {
+      SiiKeyring none;
+      for (const Check& c : caf->check(options.keyring ? *options.keyring : none)) {
+        if (c.status == CheckStatus::kFail) {
+          add(Finding{Sev::kError, c.name == "caf.sii_signature" ? "caf.sii_signature" : "caf.key_pair",
+                      "CAF", c.reason});
+        } else if (c.status == CheckStatus::kSkip && options.keyring &&
+                   c.name == "caf.sii_signature") {
+          add(Finding{Sev::kError, "caf.unknown_idk", "CAF", c.reason});
+        }
+      }
+    } catch (const DteError& e) {
+      add(error_finding(e, "CAF"));
+    }
+  }
+
+  if (cert) {
+    if (!cert->has_private_key()) {
+      add(Finding{Sev::kError, "cert.no_private_key", "certificate",
+                  "the certificate has no private key to sign with"});
+    }
+    if (options.check_certificate_validity) {
+      try {
+        cert->check_valid_at(options.timestamp.empty() ? now_timestamp() : options.timestamp);
+      } catch (const DteError& e) {
+        add(error_finding(e, "certificate"));
+      }
+    }
+  }
+  return out;
+}
+
+SignedDte sign_document(std::string_view input_json, const Caf& caf, const Certificate& cert,
+                        const SignOptions& options) {
+  json normalized = normalize(parse_input(input_json));
+  return sign_normalized(normalized, caf, cert, options, options.doc_id);
+}
+
+std::vector<SignOutcome> sign_many(const std::vector<std::string>& inputs,
+                                   const std::vector<const Caf*>& cafs, const Certificate& cert,
+                                   const SignOptions& options, unsigned threads) {
+  return parallel_map(
+      inputs.size(),
+      [&](std::size_t i) {
+        SignOutcome outcome;
+        try {
+          json normalized = normalize(parse_input(inputs[i]));
+          const int type = doc_type_of(normalized);
+          const long long folio = folio_of(normalized);
+          const Caf* caf = pick_caf(cafs, normalized, type, folio);
+          if (!caf) {
+            throw CafError("caf.not_found", "no CAF of type " + std::to_string(type) +
+                                                " holds folio " + std::to_string(folio));
+          }
+          // One doc_id for a whole batch would repeat an ID: each document keeps its default.
+          outcome.dte = sign_normalized(normalized, *caf, cert, options,
+                                        inputs.size() == 1 ? options.doc_id : std::string());
+          outcome.ok = true;
+        } catch (const DteError& e) {
+          outcome.error_code = e.code();
+          outcome.error_message = e.what();
+        } catch (const std::exception& e) {
+          outcome.error_code = "internal";
+          outcome.error_message = e.what();
+        }
+        return outcome;
+      },
+      threads);
+}
+
+}  // namespace dte

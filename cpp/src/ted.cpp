@@ -1,0 +1,289 @@
+#include "dte/ted.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <optional>
+
+#include "dte/errors.hpp"
+#include "dte/rut.hpp"
+#include "dte/xml.hpp"
+
+namespace dte {
+namespace {
+
+std::string name_of(const xmlNode* n) { return reinterpret_cast<const char*>(n->name); }
+
+bool is_document_element(const xmlNode* n) {
+  if (!n || n->type != XML_ELEMENT_NODE) return false;
+  std::string name = name_of(n);
+  return name == "Documento" || name == "Exportaciones" || name == "Liquidacion";
+}
+
+// Accepts the Documento itself or its DTE parent.
+const xmlNode* document_element(const xmlNode* node) {
+  if (is_document_element(node)) return node;
+  if (node && node->type == XML_ELEMENT_NODE && name_of(node) == "DTE") {
+    for (const xmlNode* c = node->children; c; c = c->next)
+      if (is_document_element(c)) return c;
+  }
+  return nullptr;
+}
+
+std::string trim(std::string s) {
+  auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!s.empty() && ws(s.back())) s.pop_back();
+  std::size_t b = 0;
+  while (b < s.size() && ws(s[b])) ++b;
+  return s.substr(b);
+}
+
+long long to_integer(const std::string& text, const char* what) {
+  if (text.empty()) return 0;
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0')
+    throw DocumentError("ted.bad_field", std::string(what) + " '" + text + "' is not a number");
+  return std::llround(v);
+}
+
+std::string required(const xmlNode* doc, const char* path) {
+  std::string v = trim(text_at(doc, path));
+  if (v.empty())
+    throw DocumentError("ted.missing_field", std::string("document has no ") + path + " for the TED");
+  return v;
+}
+
+// Text for DD: SII's table (& < > escaped); the canonical form is made from the parsed tree anyway.
+std::string esc(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '&') out += "&amp;";
+    else if (c == '<') out += "&lt;";
+    else if (c == '>') out += "&gt;";
+    else out.push_back(c);
+  }
+  return out;
+}
+
+std::string same_rut(const std::string& s) {
+  if (auto r = Rut::try_parse(s)) return r->str();
+  return s;
+}
+
+Check make_check(const char* name, std::string_view subject, CheckStatus status,
+                 std::string reason = {}) {
+  Check c;
+  c.name = name;
+  c.subject = std::string(subject);
+  c.status = status;
+  c.reason = std::move(reason);
+  return c;
+}
+
+void set_ns_recursive(xmlNode* node, xmlNs* ns) {
+  for (xmlNode* n = node; n; n = n->next) {
+    if (n->type != XML_ELEMENT_NODE) continue;
+    xmlSetNs(n, ns);
+    set_ns_recursive(n->children, ns);
+  }
+}
+
+}  // namespace
+
+TedData ted_data_from_document(const xmlNode* documento, std::string tsted) {
+  const xmlNode* doc = document_element(documento);
+  if (!doc)
+    throw DocumentError("ted.no_document",
+                        "TED data needs a <Documento>, <Exportaciones> or <Liquidacion> element");
+  TedData d;
+  d.re = required(doc, "Encabezado/Emisor/RUTEmisor");
+  d.td = static_cast<int>(to_integer(required(doc, "Encabezado/IdDoc/TipoDTE"), "TipoDTE"));
+  d.f = to_integer(required(doc, "Encabezado/IdDoc/Folio"), "Folio");
+  d.fe = required(doc, "Encabezado/IdDoc/FchEmis");
+  d.rr = trim(text_at(doc, "Encabezado/Receptor/RUTRecep"));
+  d.rsr = truncate_chars(trim(text_at(doc, "Encabezado/Receptor/RznSocRecep")), 40);
+  d.mnt = to_integer(trim(text_at(doc, "Encabezado/Totales/MntTotal")), "MntTotal");
+  d.it1 = truncate_chars(trim(text_at(doc, "Detalle/NmbItem")), 40);
+  d.tsted = std::move(tsted);
+  return d;
+}
+
+std::string stamp_ted(const TedData& data, const Caf& caf) {
+  if (!caf.info().has_private_key)
+    throw CafError("caf.no_private_key",
+                   "CAF has no RSASK private key (public part only): it cannot stamp documents");
+  std::string tsted = data.tsted.empty() ? now_timestamp() : data.tsted;
+  caf.check_fits(data.re, data.td, data.f, std::string_view(tsted).substr(0, 10));
+
+  // Free-text fields are cut to 40 characters before escaping, and kept to what Latin-1 holds.
+  std::string dd = "<DD><RE>" + esc(data.re) + "</RE><TD>" + std::to_string(data.td) +
+                   "</TD><F>" + std::to_string(data.f) + "</F><FE>" + esc(data.fe) + "</FE><RR>" +
+                   esc(data.rr) + "</RR><RSR>" + esc(truncate_chars(latin1_safe(data.rsr), 40)) +
+                   "</RSR><MNT>" + std::to_string(data.mnt) + "</MNT><IT1>" +
+                   esc(truncate_chars(latin1_safe(data.it1), 40)) + "</IT1>" + caf.caf_xml() +
+                   "<TSTED>" + esc(tsted) + "</TSTED></DD>";
+  // Sign the canonical form of the parsed DD, the very function verify_ted uses.
+  XmlDocPtr parsed = parse_xml(dd);
+  std::string flat = flattened_element(xmlDocGetRootElement(parsed.get()));
+  std::string frmt = base64_encode(caf.sign(to_latin1(flat, true)));
+  return "<TED version=\"1.0\">" + flat + "<FRMT algoritmo=\"SHA1withRSA\">" + frmt + "</FRMT></TED>";
+}
+
+void insert_ted(xmlDoc* dte_doc, std::string_view ted_xml, std::string_view tmst_firma) {
+  xmlNode* root = xmlDocGetRootElement(dte_doc);
+  xmlNode* doc = const_cast<xmlNode*>(document_element(root));
+  if (!doc) {
+    for (xmlNode* c = root ? root->children : nullptr; c && !doc; c = c->next)
+      doc = const_cast<xmlNode*>(document_element(c));
+  }
+  if (!doc) throw DocumentError("ted.no_document", "no <Documento> to insert the TED into");
+
+  XmlDocPtr ted_doc = parse_xml(ted_xml);
+  xmlNode* ted_root = xmlDocGetRootElement(ted_doc.get());
+  if (name_of(ted_root) != "TED")
+    throw DocumentError("ted.not_ted", "expected a <TED> element, got <" + name_of(ted_root) + ">");
+  xmlNode* copy = xmlDocCopyNode(ted_root, dte_doc, 1);
+  if (!copy) throw DteError("xml.internal", "cannot copy the TED into the document");
+  // The TED text has no namespace; inside a SiiDte document it must be in SiiDte too.
+  set_ns_recursive(copy, doc->ns);
+
+  // A re-stamp replaces the old TED rather than leaving two.
+  for (xmlNode* old : children(doc, "TED")) {
+    xmlUnlinkNode(old);
+    xmlFreeNode(old);
+  }
+  xmlNode* tmst = child(doc, "TmstFirma");
+  if (tmst) {
+    xmlAddPrevSibling(tmst, copy);
+    if (!tmst_firma.empty()) {
+      std::string text(tmst_firma);
+      xmlNodeSetContentLen(tmst, nullptr, 0);
+      xmlNodeAddContentLen(tmst, BAD_CAST text.data(), static_cast<int>(text.size()));
+    }
+  } else {
+    xmlAddChild(doc, copy);
+    xmlNode* t = xmlNewDocNode(dte_doc, doc->ns, BAD_CAST "TmstFirma", nullptr);
+    std::string text(tmst_firma.empty() ? now_timestamp() : std::string(tmst_firma));
+    xmlNodeAddContentLen(t, BAD_CAST text.data(), static_cast<int>(text.size()));
+    xmlAddChild(doc, t);
+  }
+}
+
+std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
+                              const SiiKeyring& keyring, std::string_view subject) {
+  std::vector<Check> out;
+  const xmlNode* dd = child(ted, "DD");
+  const xmlNode* frmt = child(ted, "FRMT");
+  const xmlNode* caf_node = child(dd, "CAF");
+  if (!dd || !frmt || !caf_node) {
+    std::string why = !dd ? "TED has no DD" : !frmt ? "TED has no FRMT" : "TED DD has no CAF";
+    out.push_back(make_check("ted.frmt", subject, CheckStatus::kFail, why));
+    out.push_back(make_check("ted.caf", subject, CheckStatus::kFail, why));
+    out.push_back(make_check("ted.consistency", subject, CheckStatus::kSkip, why));
+    return out;
+  }
+
+  std::optional<Caf> caf;
+  std::string caf_error;
+  try {
+    caf = Caf::parse(flattened_element(caf_node));
+  } catch (const DteError& e) {
+    caf_error = std::string("the CAF inside the TED is unreadable: ") + e.what();
+  }
+  if (!caf) {
+    out.push_back(make_check("ted.frmt", subject, CheckStatus::kFail, caf_error));
+    out.push_back(make_check("ted.caf", subject, CheckStatus::kFail, caf_error));
+    out.push_back(make_check("ted.consistency", subject, CheckStatus::kSkip, caf_error));
+    return out;
+  }
+
+  // ted.frmt
+  std::string signature;
+  bool b64_ok = true;
+  try {
+    signature = base64_decode(trim(node_text(frmt)));
+  } catch (const DteError&) {
+    b64_ok = false;
+  }
+  if (!b64_ok) {
+    out.push_back(make_check("ted.frmt", subject, CheckStatus::kFail, "FRMT is not valid base64"));
+  } else if (caf->verify_signature(to_latin1(flattened_element(dd)), signature)) {
+    out.push_back(make_check("ted.frmt", subject, CheckStatus::kPass));
+  } else {
+    out.push_back(make_check("ted.frmt", subject, CheckStatus::kFail,
+                             "FRMT does not verify over DD with the CAF's RSAPK (timbre data "
+                             "altered after stamping, or stamped with another CAF)"));
+  }
+
+  // ted.caf
+  for (const Check& c : caf->check(keyring)) {
+    if (c.name != "caf.sii_signature") continue;
+    out.push_back(make_check("ted.caf", subject, c.status, c.reason));
+  }
+
+  // ted.consistency
+  std::vector<std::string> problems;
+  auto dd_text = [&](const char* name) { return trim(text_at(dd, name)); };
+  const CafInfo& info = caf->info();
+  std::string re = dd_text("RE");
+  std::string td = dd_text("TD");
+  std::string f = dd_text("F");
+  if (same_rut(re) != same_rut(info.issuer_rut))
+    problems.push_back("DD/RE " + re + " differs from CAF RE " + info.issuer_rut);
+  if (td != std::to_string(info.doc_type))
+    problems.push_back("DD/TD " + td + " differs from CAF TD " + std::to_string(info.doc_type));
+  char* end = nullptr;
+  long long folio = std::strtoll(f.c_str(), &end, 10);
+  if (f.empty() || *end != '\0') {
+    problems.push_back("DD/F '" + f + "' is not a folio number");
+  } else if (folio < info.folio_from || folio > info.folio_to) {
+    problems.push_back("folio " + f + " is outside the CAF range " +
+                       std::to_string(info.folio_from) + "-" + std::to_string(info.folio_to));
+  }
+  if (const xmlNode* doc = document_element(documento)) {
+    auto compare = [&](const char* dd_name, const char* path, bool rut, bool number) {
+      std::string a = dd_text(dd_name);
+      std::string b = trim(text_at(doc, path));
+      bool equal = a == b;
+      if (!equal && rut) equal = same_rut(a) == same_rut(b);
+      if (!equal && number && !a.empty() && !b.empty()) {
+        char* ea = nullptr;
+        char* eb = nullptr;
+        double va = std::strtod(a.c_str(), &ea);
+        double vb = std::strtod(b.c_str(), &eb);
+        equal = *ea == '\0' && *eb == '\0' && std::llround(va) == std::llround(vb);
+      }
+      if (!equal)
+        problems.push_back(std::string("DD/") + dd_name + " '" + a + "' differs from " + path +
+                           " '" + b + "'");
+    };
+    compare("RE", "Encabezado/Emisor/RUTEmisor", true, false);
+    compare("TD", "Encabezado/IdDoc/TipoDTE", false, true);
+    compare("F", "Encabezado/IdDoc/Folio", false, true);
+    compare("FE", "Encabezado/IdDoc/FchEmis", false, false);
+    if (find_path(doc, "Encabezado/Receptor/RUTRecep"))
+      compare("RR", "Encabezado/Receptor/RUTRecep", true, false);
+    compare("MNT", "Encabezado/Totales/MntTotal", false, true);
+  }
+  if (problems.empty()) {
+    out.push_back(make_check("ted.consistency", subject, CheckStatus::kPass));
+  } else {
+    std::string reason;
+    for (const auto& p : problems) reason += (reason.empty() ? "" : "; ") + p;
+    out.push_back(make_check("ted.consistency", subject, CheckStatus::kFail, reason));
+  }
+  return out;
+}
+
+std::string ted_barcode_payload(const xmlNode* ted) {
+  return to_latin1(flattened_element(ted));
+}
+
+std::string ted_barcode_payload(std::string_view ted_xml) {
+  XmlDocPtr doc = parse_xml(ted_xml);
+  auto teds = descendants(xmlDocGetRootElement(doc.get()), "TED");
+  if (teds.empty()) throw DocumentError("ted.not_ted", "no <TED> element in the given XML");
+  return ted_barcode_payload(teds.front());
+}
+
+}  // namespace dte
