@@ -1,0 +1,69 @@
+// Shared helpers of the binding translation units (private to cpp/bindings/).
+#pragma once
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <string>
+#include <utility>
+
+#include "dte/report.hpp"
+#include "dte/schema.hpp"
+
+namespace dte_py {
+
+namespace py = pybind11;
+
+// Runs pure C++ work without the GIL. Arguments must already be C++ values and the result must
+// be a C++ value: the GIL is taken back before anything touches a Python object.
+template <typename F>
+auto nogil(F&& fn) -> decltype(fn()) {
+  py::gil_scoped_release release;
+  return std::forward<F>(fn)();
+}
+
+inline py::dict to_dict(const dte::Check& c) {
+  py::dict d;
+  d["name"] = c.name;
+  d["subject"] = c.subject;
+  d["status"] = dte::to_string(c.status);
+  d["reason"] = c.reason;
+  return d;
+}
+
+inline py::dict to_dict(const dte::Finding& f) {
+  py::dict d;
+  d["severity"] = dte::to_string(f.severity);
+  d["code"] = f.code;
+  d["field"] = f.field;
+  d["message"] = f.message;
+  return d;
+}
+
+inline py::dict to_dict(const dte::ValidationResult& r) {
+  py::list errors;
+  for (const auto& issue : r.errors) {
+    py::dict e;
+    e["line"] = issue.line;
+    e["path"] = issue.path;
+    e["message"] = issue.message;
+    errors.append(std::move(e));
+  }
+  py::dict d;
+  d["valid"] = r.valid;
+  d["schema"] = r.schema;
+  d["errors"] = std::move(errors);
+  return d;
+}
+
+template <typename T>
+py::list to_list(const std::vector<T>& items) {
+  py::list out;
+  for (const auto& item : items) out.append(to_dict(item));
+  return out;
+}
+
+void bind_errors(py::module_& m);
+void bind_crypto(py::module_& m);
+void bind_documents(py::module_& m);
+
+}  // namespace dte_py
