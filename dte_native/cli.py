@@ -24,6 +24,7 @@ from . import _api as api
 from . import _core
 from ._types import SignedDte
 from . import testkit
+from . import demo
 from .errors import DteError
 
 EXIT_OK = 0
@@ -353,6 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folio-from", type=int, default=1)
     p.add_argument("--folio-to", type=int, default=100)
     p.set_defaults(func=cmd_testkit)
+
+    p = sub.add_parser("demo", help="the main job: test material, sign a batch of every type, "
+                       "envelopes, schema validation and verification, summary")
+    demo.build_parser(p)
+    p.set_defaults(func=demo.main)
 
     # Listed for --help only: main() hands every argument after "simulator" to the simulator's
     # own parser, so that its options (and its --help) are its own.

@@ -311,6 +311,32 @@ SignatureResult check_signature(xmlDoc* doc, xmlNode* sig, bool allow_standalone
                          (r.keys.key_value_error.empty() ? "" : " (" + r.keys.key_value_error + ")");
     return r;
   }
+  // Inner signatures are tried standalone with the SII namespace first: that is how SII checks
+  // an embedded DTE, and it is also cheap (xmlsec's in-place check walks the whole envelope for
+  // every reference, which makes a large envelope quadratic).
+  auto verified_standalone = [&](bool sii_ns) {
+    xmlNode* sig_copy = nullptr;
+    XmlDocPtr copy;
+    try {
+      copy = standalone_copy(sig, sii_ns, &sig_copy);
+    } catch (const DteError&) {
+      return false;
+    }
+    if (!copy || !is_signature(sig_copy)) return false;
+    std::string copy_why;
+    xmlNode* copy_target = reference_target(copy.get(), sig_copy, &copy_why);
+    if (!copy_target || !target_is_expected(sig_copy, copy_target, &copy_why)) return false;
+    if (xmlsec_verify(sig_copy, key, &copy_why) != SigOutcome::kValid) return false;
+    r.valid = true;
+    r.signature_reason =
+        sii_ns ? "verified standalone (<" + local_name(sig->parent) +
+                     "> copied out with only xmlns=\"http://www.sii.cl/SiiDte\", as SII checks it)"
+               : "verified standalone without any namespace (<" + local_name(sig->parent) +
+                     "> was signed before being embedded)";
+    return true;
+  };
+  const bool standalone_allowed = allow_standalone && r.target_ok;
+  if (standalone_allowed && verified_standalone(true)) return r;
   SigOutcome in_place = xmlsec_verify(sig, key, &why);
   if (in_place == SigOutcome::kValid) {
     r.valid = true;
@@ -318,29 +344,8 @@ SignatureResult check_signature(xmlDoc* doc, xmlNode* sig, bool allow_standalone
     return r;
   }
   r.signature_reason = why;
-  if (!allow_standalone || !r.target_ok) return r;
-  for (bool sii_ns : {true, false}) {
-    xmlNode* sig_copy = nullptr;
-    XmlDocPtr copy;
-    try {
-      copy = standalone_copy(sig, sii_ns, &sig_copy);
-    } catch (const DteError&) {
-      continue;
-    }
-    if (!copy || !is_signature(sig_copy)) continue;
-    std::string copy_why;
-    xmlNode* copy_target = reference_target(copy.get(), sig_copy, &copy_why);
-    if (!copy_target || !target_is_expected(sig_copy, copy_target, &copy_why)) continue;
-    if (xmlsec_verify(sig_copy, key, &copy_why) == SigOutcome::kValid) {
-      r.valid = true;
-      r.signature_reason =
-          sii_ns ? "verified standalone (<" + local_name(sig->parent) +
-                       "> copied out with only xmlns=\"http://www.sii.cl/SiiDte\", as SII checks it)"
-                 : "verified standalone without any namespace (<" + local_name(sig->parent) +
-                       "> was signed before being embedded)";
-      return r;
-    }
-  }
+  if (!standalone_allowed) return r;
+  if (verified_standalone(false)) return r;
   r.signature_reason += "; also fails standalone, with and without the SII namespace";
   return r;
 }
