@@ -25,6 +25,7 @@ from . import _core
 from ._types import SignedDte
 from . import testkit
 from . import demo
+from . import cli_sii
 from .errors import DteError
 
 EXIT_OK = 0
@@ -363,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands every argument after "simulator" to the simulator's
     # own parser, so that its options (and its --help) are its own.
     sub.add_parser("simulator", help="run the local SII simulator (see dte simulator --help)")
+    cli_sii.register(sub)
     return parser
 
 

@@ -23,6 +23,11 @@ __all__ = [
     "SignatureError",
     "DocumentError",
     "SchemaError",
+    "SiiError",
+    "SiiTransportError",
+    "SiiAuthError",
+    "SiiRejected",
+    "SiiMalformedAnswer",
 ]
 
 
@@ -75,3 +80,36 @@ class DocumentError(DteError, ValueError):
 
 class SchemaError(DteError, RuntimeError):
     """Schema loading problems (missing folder, XSD that does not compile)."""
+
+
+class SiiError(DteError):
+    """Base of the errors of talking to SII (dte_native.sii)."""
+
+
+class SiiTransportError(SiiError, ConnectionError):
+    """Network failure, timeout, HTTP 5xx, HTML/garbled answer or open circuit: retryable.
+    ``maybe_delivered`` is False only when the request cannot have reached SII."""
+
+    maybe_delivered: bool = True
+
+
+class SiiAuthError(SiiError, PermissionError):
+    """No token could be obtained, or the service kept refusing it after one renewal."""
+
+
+class SiiRejected(SiiError, RuntimeError):
+    """SII answered and said no; ``sii_code`` is its code (STATUS, ESTADO...), ``details`` its
+    error lines (e.g. the schema errors of DTEUpload STATUS 7)."""
+
+    def __init__(self, message: str, code: str = "sii.rejected", sii_code: str = "",
+                 details: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__(message, code)
+        self.sii_code = sii_code
+        self.details = list(details)
+
+    def __reduce__(self) -> tuple[type[DteError], tuple[str, str, str, list[str]]]:  # type: ignore[override]
+        return (type(self), (self.message, self.code, self.sii_code, self.details))
+
+
+class SiiMalformedAnswer(SiiError, ValueError):
+    """A well-formed answer that lacks what the protocol promises, or carries an unknown code."""

@@ -72,6 +72,8 @@ void bind_errors(py::module_& m) {
 
 }  // namespace dte_py
 
+void register_sii(pybind11::module_& m);  // cpp/bindings/sii.cpp
+
 PYBIND11_MODULE(_core, m) {
   namespace py = pybind11;
   m.doc() = "dte_native C++ core (private; use the dte_native package)";
@@ -91,4 +93,5 @@ PYBIND11_MODULE(_core, m) {
 
   dte_py::bind_crypto(m);
   dte_py::bind_documents(m);
+  register_sii(m);
 }
