@@ -3,7 +3,9 @@
 It makes test material (a test "SII" CAF-signing key, CAFs signed by it, a signer
 certificate), signs a batch of documents of every type on the core's thread pool, wraps them
 in EnvioDTE / EnvioBOLETA envelopes, validates every envelope against SII's schemas and
-verifies every signature, TED and CAF, then prints a summary.
+verifies every signature, TED and CAF; then it starts the local SII simulator, sends the
+documents through the C++ SII client, polls every track id to its final state and prints a
+summary.
 """
 from __future__ import annotations
 
@@ -68,11 +70,23 @@ class DemoResult:
     by_type: dict[int, int] = field(default_factory=dict)
     envelopes: list[dict[str, Any]] = field(default_factory=list)
     verify_seconds: float = 0.0
+    sent: bool = False
+    simulator_url: str = ""
+    uploads: int = 0
+    upload_errors: list[str] = field(default_factory=list)
+    outcome: dict[str, int] = field(default_factory=dict)   # accepted / objections / rejected / pending
+    send_seconds: float = 0.0
+    latencies: list[float] = field(default_factory=list)    # per document, upload -> final state
+    rejections: list[str] = field(default_factory=list)     # the simulator's reasons
 
     @property
     def ok(self) -> bool:
-        return (not self.sign_errors and self.signed == self.documents
-                and all(e["schema_valid"] and e["verified"] for e in self.envelopes))
+        checked = (not self.sign_errors and self.signed == self.documents
+                   and all(e["schema_valid"] and e["verified"] for e in self.envelopes))
+        if not self.sent:
+            return checked
+        return (checked and not self.upload_errors
+                and self.outcome.get("accepted", 0) + self.outcome.get("objections", 0) == self.signed)
 
 
 def plan_types(count: int, mix: dict[int, int], rng: random.Random) -> list[int]:
@@ -121,7 +135,8 @@ def make_document(doc_type: int, folio: int, issuer_rut: str, today: str, rng: r
 
 def run_demo(count: int = 200, threads: int = 0, out_dir: Path | None = None,
              seed: int = 2026, progress: bool = True,
-             on_stage: Callable[[str], None] | None = None) -> DemoResult:
+             on_stage: Callable[[str], None] | None = None, send: bool = True,
+             per_envelope: int = 50) -> DemoResult:
     rng = random.Random(seed)
     say = on_stage or (lambda s: print(s, file=sys.stderr))
     work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="dte-demo-"))
@@ -199,7 +214,88 @@ def run_demo(count: int = 200, threads: int = 0, out_dir: Path | None = None,
     result.verify_seconds = time.perf_counter() - started
     if bar:
         bar.finish()
+    if send:
+        send_to_simulator(result, signed, kit, per_envelope, progress, say)
     return result
+
+
+def send_to_simulator(result: DemoResult, signed: list[SignedDte], kit: TestKit, per_envelope: int,
+                      progress: bool, say: Callable[[str], None]) -> None:
+    """Starts the local SII simulator (trusting the kit's test SII key), uploads envelopes of
+    `per_envelope` documents through the C++ client, and polls every track id to a final state.
+    Notes go in a second wave: SII refuses a note whose referenced document it has not accepted."""
+    from . import sii
+    from .simulator import Simulator
+
+    sim = Simulator(port=0, xsd_dir=_api.schema_dir(), sii_keys=kit.sii_keys_dir,
+                    config={"step_delay_s": 0.1})
+    result.simulator_url = sim.start()
+    result.sent = True
+    say(f"5. Sending to the local SII simulator at {result.simulator_url} "
+        f"(seed/token, DTEUpload and boleta REST, status polling)")
+    client = sii.SiiClient(kit.certificate(), sii.ClientConfig("simulator", base_url=result.simulator_url))
+    outcome: Counter[str] = Counter()
+    bar = Progress("sent and final", len(signed)) if progress else None
+    started = time.perf_counter()
+    try:
+        waves = [[d for d in signed if d.doc_type not in NOTE_TYPES],
+                 [d for d in signed if d.doc_type in NOTE_TYPES]]
+        for wave in waves:
+            batches: list[tuple[bytes, bool, int]] = []
+            for boleta in (False, True):
+                docs = [d for d in wave if _api.is_boleta(d.doc_type) == boleta]
+                for i in range(0, len(docs), per_envelope):
+                    part = docs[i:i + per_envelope]
+                    batches.append((_api.envelope(part, kit.certificate(), boleta=boleta), boleta, len(part)))
+            sent_at = time.perf_counter()
+            uploads = client.upload_many([(env, kit.issuer_rut) for env, _, _ in batches])
+            pending: dict[str, tuple[bool, int]] = {}
+            for (env, boleta, n), up in zip(batches, uploads):
+                result.uploads += 1
+                if up.ok and up.value is not None and up.value.track_id:
+                    pending[up.value.track_id] = (boleta, n)
+                else:
+                    result.upload_errors.append(f"{up.error_kind} {up.error_code}: {up.error_message}")
+            while pending:
+                for boleta in (False, True):
+                    ids = [t for t, (b, _) in pending.items() if b == boleta]
+                    if not ids:
+                        continue
+                    for track_id, st in zip(ids, client.status_many([(t, kit.issuer_rut) for t in ids],
+                                                                    boleta=boleta)):
+                        if st.value is None or not st.value.final:
+                            continue
+                        _, n = pending.pop(track_id)
+                        tally_outcome(st.value, n, outcome)
+                        result.latencies += [time.perf_counter() - sent_at] * n
+                        if bar:
+                            bar.advance(n)
+                if pending:
+                    time.sleep(0.05)
+        # What SII "has" says why: QueryEstUp gives counts only (SII e-mails the reasons).
+        for doc in sim.state()["documents"]:
+            if doc.get("state") not in ("accepted", "DOK", "ACEPTADO") and doc.get("errors"):
+                result.rejections.append(f"T{doc.get('tipo')}F{doc.get('folio')}: "
+                                         + "; ".join(map(str, doc["errors"]))[:200])
+    finally:
+        sim.stop()
+    result.send_seconds = time.perf_counter() - started
+    if bar:
+        bar.finish()
+    result.outcome = dict(outcome)
+
+
+def tally_outcome(status: Any, documents: int, outcome: Counter[str]) -> None:
+    """Per-document verdicts of a final envelope status: SII reports counts per type."""
+    if status.state == "rejected" and not status.counts:
+        outcome["rejected"] += documents  # the envelope itself was refused (schema, signature...)
+        return
+    informed = sum(c.informed for c in status.counts) or documents
+    rejected = sum(c.rejected for c in status.counts)
+    objections = sum(c.objections for c in status.counts)
+    outcome["rejected"] += rejected
+    outcome["objections"] += objections
+    outcome["accepted"] += informed - rejected - objections
 
 
 def print_summary(result: DemoResult, stream: TextIO = sys.stdout) -> None:
@@ -218,7 +314,21 @@ def print_summary(result: DemoResult, stream: TextIO = sys.stdout) -> None:
             w(f"      {line}\n")
     for err in result.sign_errors[:10]:
         w(f"  sign error: {err}\n")
-    w(f"\n{'All documents signed, enveloped, schema-valid and verified.' if result.ok else 'FAILED'}\n")
+    if result.sent:
+        lat = sorted(result.latencies)
+        def pct(p: float) -> float:
+            return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else 0.0
+        w(f"  simulator   {result.uploads} uploads to {result.simulator_url} in {result.send_seconds:.2f} s; "
+          + ", ".join(f"{k}: {v}" for k, v in sorted(result.outcome.items())) + "\n")
+        w(f"  latency     upload -> final state per document: p50 {pct(0.5):.2f} s, "
+          f"p95 {pct(0.95):.2f} s, p99 {pct(0.99):.2f} s\n")
+        for err in result.upload_errors[:10]:
+            w(f"  upload error: {err}\n")
+        for why in result.rejections[:10]:
+            w(f"  rejected    {why}\n")
+    done = ("All documents signed, enveloped, schema-valid, verified"
+            + (" and accepted by the simulator." if result.sent else "."))
+    w(f"\n{done if result.ok else 'FAILED'}\n")
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -227,12 +337,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--threads", type=int, default=0, help="signing threads (0 = every core)")
     p.add_argument("--out", type=Path, help="keep the material and output here (default: temp dir)")
     p.add_argument("--seed", type=int, default=2026, help="random seed for the documents")
+    p.add_argument("--no-send", action="store_true",
+                   help="stop after the local checks (do not start the simulator and send)")
+    p.add_argument("--per-envelope", type=int, default=50, help="documents per envelope sent (default 50)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     return p
 
 
 def main(args: argparse.Namespace) -> int:
-    result = run_demo(args.count, args.threads, args.out, args.seed, progress=not args.json)
+    result = run_demo(args.count, args.threads, args.out, args.seed, progress=not args.json,
+                      send=not args.no_send, per_envelope=args.per_envelope)
     if args.json:
         print(json.dumps({**result.__dict__, "ok": result.ok}, indent=2, default=str))
     else:

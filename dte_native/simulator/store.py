@@ -3,6 +3,7 @@ decide what happens to an upload. Transport-free: the HTTP layer only translates
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal, InvalidOperation
 import hashlib
 import json
 import math
@@ -44,6 +45,17 @@ CLAIM_ACTIONS = {
     "RFT": "Reclamo por Falta Total de Mercaderias",
 }
 CLAIMS = {"RCD", "RFP", "RFT"}
+def amount(value: str) -> int | float:
+    """An amount as SII writes it: whole pesos, or decimals in a foreign currency (exports:
+    Exportaciones' MntTotal and TED MNT are SiiDte:ValorType)."""
+    value = (value or "0").strip()
+    try:
+        return int(value)
+    except ValueError:
+        number = float(value)
+        return int(number) if number.is_integer() else number
+
+
 # Codes of ImptoReten that are retentions (subtract from MntTotal) rather than added taxes.
 RETENTION_CODES = {15, 30, 31, 32, 33, 34, 36, 37, 38, 39, 41, 47, 48, 49, 50, 51, 53, 60}
 # Note reference code -> QueryEstDte state per note type.
@@ -421,7 +433,7 @@ class Store:
                 findings.append({"code": "SIM-2-901", "message": "Reparo simulado (reparo_share)"})
             rec = {
                 "key": key, "rut_emisor": emisor, "tipo": tipo, "folio": folio, "fch_emis": fch,
-                "rut_recep": recep, "mnt_total": int(text(enc, "Totales", "MntTotal") or 0),
+                "rut_recep": recep, "mnt_total": amount(text(enc, "Totales", "MntTotal")),
                 "estado": estado, "errors": findings, "trackid": env["trackid"],
                 "received_at": env["received_at"], "received_ts": env["received_ts"],
                 "signature_value": sig.signature_value or "".join(text(dte, "Signature", "SignatureValue").split()),
@@ -472,20 +484,21 @@ class Store:
                       boleta: bool, bad: Any) -> None:
         tot = child(enc, "Totales")
 
-        def num(name: str) -> int:
+        def num(name: str, node: etree._Element | None = tot) -> Decimal:
+            # Decimal, not int: export amounts are in a foreign currency with decimals.
             try:
-                return int(float(text(tot, name) or 0))
-            except ValueError:
-                return 0
+                return Decimal(text(node, name) or "0")
+            except InvalidOperation:
+                return Decimal(0)
 
         neto, exe, iva, total = num("MntNeto"), num("MntExe"), num("IVA"), num("MntTotal")
-        extra = 0
+        extra = Decimal(0)
         for imp in children(tot, "ImptoReten"):
             code = int(text(imp, "TipoImp") or 0)
-            amount = int(float(text(imp, "MontoImp") or 0))
+            amount = num("MontoImp", imp)
             extra += -amount if code in RETENTION_CODES else amount
         if not boleta and text(tot, "TasaIVA"):
-            expected_iva = round_half_up(neto * float(text(tot, "TasaIVA")) / 100)
+            expected_iva = round_half_up(float(neto) * float(text(tot, "TasaIVA")) / 100)
             if iva != expected_iva:
                 bad("DTE-3-600", f"IVA {iva} no corresponde a MntNeto x TasaIVA ({expected_iva})")
         expected_total = neto + exe + iva + extra
@@ -493,8 +506,8 @@ class Store:
             bad("DTE-3-601", f"El Monto Total No Cuadra: MntTotal {total}, esperado {expected_total}")
         lines = children(doc, "Detalle")
         if lines and not children(doc, "DscRcgGlobal"):
-            affected = sum(int(float(text(d, "MontoItem") or 0)) for d in lines if text(d, "IndExe") == "")
-            exempt = sum(int(float(text(d, "MontoItem") or 0)) for d in lines if text(d, "IndExe") == "1")
+            affected = sum((num("MontoItem", d) for d in lines if text(d, "IndExe") == ""), Decimal(0))
+            exempt = sum((num("MontoItem", d) for d in lines if text(d, "IndExe") == "1"), Decimal(0))
             if boleta and text(enc, "IdDoc", "IndMntNeto") != "2":
                 if affected + exempt != total:
                     bad("DTE-3-602", f"Suma de lineas {affected + exempt} no cuadra con MntTotal {total}")
@@ -613,7 +626,7 @@ class Store:
             mismatch = []
             if doc["fch_emis"] != fecha:
                 mismatch.append("fecha")
-            if str(doc["mnt_total"]) != str(monto).strip():
+            if str(doc["mnt_total"]) != str(amount(str(monto))):
                 mismatch.append("monto")
             if checks.rut_norm(doc["rut_recep"]) != checks.rut_norm(rut_recep):
                 mismatch.append("receptor")
