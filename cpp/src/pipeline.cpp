@@ -1,5 +1,7 @@
 #include "dte/pipeline.hpp"
 
+#include <cmath>
+#include <cstdlib>
 #include <algorithm>
 
 #include "dte/document.hpp"
@@ -125,7 +127,7 @@ SignedDte sign_normalized(const json& normalized, const Caf& caf, const Certific
   out.xml = serialize(doc.get(), "ISO-8859-1", /*format=*/false);
   out.doc_type = type;
   out.folio = folio;
-  out.total = ted_data.mnt;
+  out.total = std::llround(std::strtod(ted_data.mnt.c_str(), nullptr));  // exports: rounded
   out.issuer_rut = ted_data.re;
   out.receiver_rut = ted_data.rr;
   out.issue_date = ted_data.fe;

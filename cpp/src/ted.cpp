@@ -2,7 +2,10 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <unordered_map>
 
 #include "dte/errors.hpp"
 #include "dte/rut.hpp"
@@ -37,13 +40,17 @@ std::string trim(std::string s) {
   return s.substr(b);
 }
 
-long long to_integer(const std::string& text, const char* what) {
+double to_number(const std::string& text, const char* what) {
   if (text.empty()) return 0;
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
   if (end == text.c_str() || *end != '\0')
     throw DocumentError("ted.bad_field", std::string(what) + " '" + text + "' is not a number");
-  return std::llround(v);
+  return v;
+}
+
+long long to_integer(const std::string& text, const char* what) {
+  return std::llround(to_number(text, what));
 }
 
 std::string required(const xmlNode* doc, const char* path) {
@@ -102,7 +109,10 @@ TedData ted_data_from_document(const xmlNode* documento, std::string tsted) {
   d.fe = required(doc, "Encabezado/IdDoc/FchEmis");
   d.rr = trim(text_at(doc, "Encabezado/Receptor/RUTRecep"));
   d.rsr = truncate_chars(trim(text_at(doc, "Encabezado/Receptor/RznSocRecep")), 40);
-  d.mnt = to_integer(trim(text_at(doc, "Encabezado/Totales/MntTotal")), "MntTotal");
+  // Kept as written: an export's MntTotal (and so its TED MNT, SiiDte:ValorType) has decimals.
+  d.mnt = trim(text_at(doc, "Encabezado/Totales/MntTotal"));
+  if (d.mnt.empty()) d.mnt = "0";
+  to_number(d.mnt, "MntTotal");
   d.it1 = truncate_chars(trim(text_at(doc, "Detalle/NmbItem")), 40);
   d.tsted = std::move(tsted);
   return d;
@@ -119,7 +129,7 @@ std::string stamp_ted(const TedData& data, const Caf& caf) {
   std::string dd = "<DD><RE>" + esc(data.re) + "</RE><TD>" + std::to_string(data.td) +
                    "</TD><F>" + std::to_string(data.f) + "</F><FE>" + esc(data.fe) + "</FE><RR>" +
                    esc(data.rr) + "</RR><RSR>" + esc(truncate_chars(latin1_safe(data.rsr), 40)) +
-                   "</RSR><MNT>" + std::to_string(data.mnt) + "</MNT><IT1>" +
+                   "</RSR><MNT>" + esc(data.mnt) + "</MNT><IT1>" +
                    esc(truncate_chars(latin1_safe(data.it1), 40)) + "</IT1>" + caf.caf_xml() +
                    "<TSTED>" + esc(tsted) + "</TSTED></DD>";
   // Sign the canonical form of the parsed DD, the very function verify_ted uses.
@@ -169,6 +179,28 @@ void insert_ted(xmlDoc* dte_doc, std::string_view ted_xml, std::string_view tmst
   }
 }
 
+namespace {
+
+// The CAF inside a TED parsed once per distinct CAF (keyed by its exact flattened bytes): every
+// document of an issuer's folio range carries the same one. Parse failures are not kept, so an
+// unreadable CAF reports its reason every time.
+std::shared_ptr<const Caf> parsed_caf(const std::string& flat) {
+  static std::mutex mu;
+  static auto* cache = new std::unordered_map<std::string, std::shared_ptr<const Caf>>;
+  {
+    std::lock_guard lock(mu);
+    auto it = cache->find(flat);
+    if (it != cache->end()) return it->second;
+  }
+  auto caf = std::make_shared<const Caf>(Caf::parse(flat));
+  std::lock_guard lock(mu);
+  if (cache->size() >= 256) cache->clear();
+  cache->emplace(flat, caf);
+  return caf;
+}
+
+}  // namespace
+
 std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
                               const SiiKeyring& keyring, std::string_view subject) {
   std::vector<Check> out;
@@ -183,10 +215,10 @@ std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
     return out;
   }
 
-  std::optional<Caf> caf;
+  std::shared_ptr<const Caf> caf;
   std::string caf_error;
   try {
-    caf = Caf::parse(flattened_element(caf_node));
+    caf = parsed_caf(flattened_element(caf_node));
   } catch (const DteError& e) {
     caf_error = std::string("the CAF inside the TED is unreadable: ") + e.what();
   }
@@ -251,7 +283,8 @@ std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
         char* eb = nullptr;
         double va = std::strtod(a.c_str(), &ea);
         double vb = std::strtod(b.c_str(), &eb);
-        equal = *ea == '\0' && *eb == '\0' && std::llround(va) == std::llround(vb);
+        // Same value, however written ("100" / "100.0"); never "close enough".
+        equal = *ea == '\0' && *eb == '\0' && va == vb;
       }
       if (!equal)
         problems.push_back(std::string("DD/") + dd_name + " '" + a + "' differs from " + path +

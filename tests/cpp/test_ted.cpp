@@ -117,7 +117,7 @@ TEST(Ted, DataFromDocumentTruncatesFreeText) {
   EXPECT_EQ(d.fe, "2025-03-10");
   EXPECT_EQ(d.rr, "96790240-3");
   EXPECT_EQ(d.rsr, std::string(40, 'R'));
-  EXPECT_EQ(d.mnt, 1190);
+  EXPECT_EQ(d.mnt, "1190");
   EXPECT_EQ(d.it1, "Ñandú " + std::string(34, 'x'));  // 40 characters, not bytes
   EXPECT_EQ(d.tsted, "2025-03-10T12:00:00");
   // The DTE element is accepted too.

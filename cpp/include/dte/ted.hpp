@@ -17,7 +17,7 @@ struct TedData {
   std::string fe;    // FchEmis
   std::string rr;    // receiver RUT
   std::string rsr;   // receiver name (truncated to 40 chars here)
-  long long mnt = 0; // MntTotal
+  std::string mnt;   // MntTotal as the document writes it (exports: decimals in their currency)
   std::string it1;   // first item name (truncated to 40 chars here)
   std::string tsted; // YYYY-MM-DDTHH:MM:SS
 };
