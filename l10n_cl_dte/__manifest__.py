@@ -1,0 +1,30 @@
+{
+    'name': 'Chile - Electronic invoicing (DTE, dte_native)',
+    'version': '19.0.1.0.0',
+    'category': 'Accounting/Localizations/EDI',
+    'summary': 'Sign Chilean DTEs (facturas, boletas, notas) with the dte_native core and send them to SII',
+    'author': 'dte-native contributors',
+    'website': 'https://github.com/dte-native/dte-native',
+    'license': 'LGPL-3',
+    'depends': ['account', 'l10n_cl', 'mail'],
+    'external_dependencies': {'python': ['dte_native', 'cryptography']},
+    'data': [
+        'security/l10n_cl_dte_security.xml',
+        'security/ir.model.access.csv',
+        'data/ir_cron.xml',
+        'views/l10n_cl_dte_certificate_views.xml',
+        'views/l10n_cl_dte_caf_views.xml',
+        'views/l10n_cl_dte_document_views.xml',
+        'views/account_move_views.xml',
+        'views/account_journal_views.xml',
+        'views/res_config_settings_views.xml',
+        'views/l10n_cl_dte_menus.xml',
+        'report/report_invoice.xml',
+    ],
+    'assets': {
+        'web.assets_tests': [
+            'l10n_cl_dte/static/tests/tours/**/*',
+        ],
+    },
+    'post_init_hook': '_post_init_hook',
+}
