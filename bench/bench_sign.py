@@ -25,7 +25,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import material as material_mod  # noqa: E402
 
-XSD_DIR = os.environ.get("DTE_XSD_DIR", "/work/shared/sii/xsd")
+XSD_DIR = os.environ.get("DTE_XSD_DIR", str(ROOT.parent / "shared" / "sii" / "xsd"))
 
 
 def sh(cmd: list[str], check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
