@@ -12,8 +12,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <sstream>
 
+#include "dte/cert.hpp"
 #include "dte/errors.hpp"
 #include "dte/rut.hpp"
 #include "dte/xml.hpp"
@@ -166,10 +170,22 @@ std::shared_ptr<EVP_PKEY> share(EvpPkeyPtr p) {
   return std::shared_ptr<EVP_PKEY>(p.release(), CDeleter<EVP_PKEY_free>());
 }
 
+// SHA-1 fetched once: EVP_sha1() makes OpenSSL 3 look the algorithm up in its provider store
+// (a locked hash-table walk) on every signature.
+const EVP_MD* sha1() {
+  static const EVP_MD* md = [] {
+    ensure_openssl_providers();
+    EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+    ERR_clear_error();
+    return fetched ? static_cast<const EVP_MD*>(fetched) : EVP_sha1();
+  }();
+  return md;
+}
+
 bool rsa_sha1_verify(EVP_PKEY* key, std::string_view data, std::string_view signature) {
   if (!key) return false;
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha1(), nullptr, key) <= 0) {
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, sha1(), nullptr, key) <= 0) {
     ERR_clear_error();
     return false;
   }
@@ -183,7 +199,7 @@ bool rsa_sha1_verify(EVP_PKEY* key, std::string_view data, std::string_view sign
 std::string rsa_sha1_sign(EVP_PKEY* key, std::string_view data) {
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   std::size_t len = 0;
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha1(), nullptr, key) <= 0 ||
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, sha1(), nullptr, key) <= 0 ||
       EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()),
                      data.size()) <= 0) {
     ERR_clear_error();
@@ -420,6 +436,77 @@ Caf Caf::parse(std::string_view xml_bytes) {
   return out;
 }
 
+namespace {
+
+// Outcomes of RSA operations that are pure functions of immutable keys and bytes, remembered so
+// that a batch signed or verified with one CAF pays for them once (each sign_document checks the
+// CAF; each verified TED carries its CAF). Keys are identified by address and held weakly: an
+// entry whose key was freed is stale (its address may be reused) and is never trusted.
+class OutcomeCache {
+ public:
+  std::optional<bool> find(const std::shared_ptr<EVP_PKEY>& a, const std::shared_ptr<EVP_PKEY>& b,
+                           const std::string& bytes) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(Key{a.get(), b.get(), bytes});
+    if (it == entries_.end()) return std::nullopt;
+    if (it->second.a.lock() != a || it->second.b.lock() != b) {
+      entries_.erase(it);
+      return std::nullopt;
+    }
+    return it->second.result;
+  }
+  void put(const std::shared_ptr<EVP_PKEY>& a, const std::shared_ptr<EVP_PKEY>& b,
+           const std::string& bytes, bool result) {
+    std::lock_guard lock(mu_);
+    if (entries_.size() >= kMaxEntries) entries_.clear();
+    entries_[Key{a.get(), b.get(), bytes}] = Entry{a, b, result};
+  }
+
+ private:
+  static constexpr std::size_t kMaxEntries = 4096;
+  struct Key {
+    const EVP_PKEY* a;
+    const EVP_PKEY* b;
+    std::string bytes;
+    bool operator<(const Key& o) const {
+      if (a != o.a) return std::less<const EVP_PKEY*>()(a, o.a);
+      if (b != o.b) return std::less<const EVP_PKEY*>()(b, o.b);
+      return bytes < o.bytes;
+    }
+  };
+  struct Entry {
+    std::weak_ptr<EVP_PKEY> a;
+    std::weak_ptr<EVP_PKEY> b;
+    bool result = false;
+  };
+  std::mutex mu_;
+  std::map<Key, Entry> entries_;
+};
+
+OutcomeCache& frma_outcomes() {
+  static OutcomeCache* cache = new OutcomeCache;  // leaked: used from pool threads until exit
+  return *cache;
+}
+
+OutcomeCache& key_pair_outcomes() {
+  static OutcomeCache* cache = new OutcomeCache;
+  return *cache;
+}
+
+// FRMA over DA with one SII key, remembered per (key, DA, FRMA).
+bool frma_verifies(const std::shared_ptr<EVP_PKEY>& sii_key, const std::string& da_flat,
+                   const std::string& frma) {
+  std::string bytes = da_flat;
+  bytes.push_back('\0');
+  bytes += frma;
+  if (auto hit = frma_outcomes().find(sii_key, nullptr, bytes)) return *hit;
+  bool ok = rsa_sha1_verify(sii_key.get(), da_flat, frma);
+  frma_outcomes().put(sii_key, nullptr, bytes, ok);
+  return ok;
+}
+
+}  // namespace
+
 std::vector<Check> Caf::check(const SiiKeyring& keyring) const {
   std::vector<Check> out;
   auto keys = keyring.keys_for(info_.idk);
@@ -428,7 +515,7 @@ std::vector<Check> Caf::check(const SiiKeyring& keyring) const {
                              "no SII key for IDK " + std::to_string(info_.idk) + " in the keyring"));
   } else {
     bool ok = std::any_of(keys.begin(), keys.end(), [&](const auto& k) {
-      return rsa_sha1_verify(k.get(), da_flat_, frma_);
+      return frma_verifies(k, da_flat_, frma_);
     });
     out.push_back(ok ? make_check("caf.sii_signature", CheckStatus::kPass)
                      : make_check("caf.sii_signature", CheckStatus::kFail,
@@ -440,16 +527,23 @@ std::vector<Check> Caf::check(const SiiKeyring& keyring) const {
     out.push_back(make_check("caf.key_pair", CheckStatus::kSkip, "CAF has no RSASK (public part only)"));
   } else {
     // Same modulus/exponent, and the private half really signs for the public one (a
-    // corrupted private exponent would pass the first test only).
+    // corrupted private exponent would pass the first test only). Both keys are immutable, so
+    // the probe (an RSA signature) is made once per key pair, not once per stamped document.
     bool same = EVP_PKEY_eq(private_key_.get(), public_key_.get()) == 1;
     ERR_clear_error();
     bool works = false;
     if (same) {
-      static constexpr std::string_view kProbe = "dte-native CAF key pair probe";
-      try {
-        works = rsa_sha1_verify(public_key_.get(), kProbe, rsa_sha1_sign(private_key_.get(), kProbe));
-      } catch (const DteError&) {
-        works = false;
+      if (auto hit = key_pair_outcomes().find(private_key_, public_key_, {})) {
+        works = *hit;
+      } else {
+        static constexpr std::string_view kProbe = "dte-native CAF key pair probe";
+        try {
+          works =
+              rsa_sha1_verify(public_key_.get(), kProbe, rsa_sha1_sign(private_key_.get(), kProbe));
+        } catch (const DteError&) {
+          works = false;
+        }
+        key_pair_outcomes().put(private_key_, public_key_, {}, works);
       }
     }
     out.push_back(same && works ? make_check("caf.key_pair", CheckStatus::kPass)

@@ -3,6 +3,8 @@
 #include <xmlsec/keys.h>
 #include <xmlsec/xmldsig.h>
 
+#include <openssl/evp.h>
+
 #include <memory>
 #include <string>
 
@@ -19,5 +21,23 @@ XmlSecKeyPtr xmlsec_key(EVP_PKEY* pkey, X509* cert);
 
 // xmlsec's error messages on this thread since the last call (then cleared).
 std::string take_xmlsec_errors();
+
+// SHA-1 fetched from OpenSSL's providers once (EVP_sha1() looks it up on every use).
+const EVP_MD* sha1_md();
+
+// Inclusive C14N 1.0 without comments of the subtree of `top`, in its document's context: what
+// xmlsec computes for a same-document "#ID" Reference and for SignedInfo, by the same libxml2
+// engine, with an O(depth) visibility test.
+bool c14n_subtree(xmlDoc* doc, xmlNode* top, std::string* out);
+
+// The same canonical form written directly (several times faster than libxml2's C14N, which
+// allocates per node). False, with `out` empty, for what it leaves to libxml2: processing
+// instructions, entity references, xml:* attributes inherited from outside the subtree.
+// Verification uses it only as a shortcut: a mismatch is re-checked with c14n_subtree.
+bool fast_c14n_subtree(const xmlNode* top, std::string* out);
+
+// False when libxml2's C14N (hence xmlsec) would refuse the document: an entity reference or a
+// relative namespace URI anywhere in it.
+bool c14n_document_ok(const xmlDoc* doc);
 
 }  // namespace dte::detail

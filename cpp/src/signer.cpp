@@ -1,5 +1,10 @@
 #include "dte/signer.hpp"
 
+#include <libxml/c14n.h>
+#include <libxml/uri.h>
+#include <libxml/xmlIO.h>
+#include <openssl/err.h>
+#include <xmlsec/base64.h>
 #include <xmlsec/crypto.h>
 #include <xmlsec/errors.h>
 #include <xmlsec/openssl/evp.h>
@@ -8,7 +13,13 @@
 #include <xmlsec/xmlsec.h>
 #include <xmlsec/xmltree.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstring>
 #include <mutex>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
 
 #include "dsig_internal.hpp"
 #include "dte/errors.hpp"
@@ -43,6 +54,258 @@ std::string take_xmlsec_errors() {
   std::string out;
   out.swap(xmlsec_errors);
   return out;
+}
+
+const EVP_MD* sha1_md() {
+  static const EVP_MD* md = [] {
+    ensure_openssl_providers();
+    EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+    ERR_clear_error();
+    return fetched ? static_cast<const EVP_MD*>(fetched) : EVP_sha1();
+  }();
+  return md;
+}
+
+namespace {
+
+// What xmlsec's "tree" node set answers for the subtree of `top`: a node (or the element owning
+// an attribute or namespace node) is visible when `top` is it or one of its ancestors.
+int visible_in_subtree(void* top, xmlNode* node, xmlNode* parent) {
+  const xmlNode* n = node;
+  if (!n || n->type == XML_NAMESPACE_DECL) n = parent;
+  for (; n; n = n->parent)
+    if (n == top) return 1;
+  return 0;
+}
+
+int append_output(void* context, const char* buffer, int len) {
+  try {
+    static_cast<std::string*>(context)->append(buffer, static_cast<std::size_t>(len));
+    return len;
+  } catch (...) {
+    return -1;
+  }
+}
+
+}  // namespace
+
+bool c14n_subtree(xmlDoc* doc, xmlNode* top, std::string* out) {
+  xmlOutputBuffer* buf = xmlOutputBufferCreateIO(append_output, nullptr, out, nullptr);
+  if (!buf) return false;
+  int rc = xmlC14NExecute(doc, visible_in_subtree, top, XML_C14N_1_0, nullptr, 0, buf);
+  int closed = xmlOutputBufferClose(buf);
+  return rc >= 0 && closed >= 0;
+}
+
+namespace {
+
+void c14n_text(std::string& out, const xmlChar* s) {
+  for (; s && *s; ++s) {
+    switch (*s) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '\r': out += "&#xD;"; break;
+      default: out.push_back(static_cast<char>(*s));
+    }
+  }
+}
+
+void c14n_attr_value(std::string& out, const xmlChar* s) {
+  for (; s && *s; ++s) {
+    switch (*s) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\t': out += "&#x9;"; break;
+      case '\n': out += "&#xA;"; break;
+      case '\r': out += "&#xD;"; break;
+      default: out.push_back(static_cast<char>(*s));
+    }
+  }
+}
+
+const char* str(const xmlChar* s) { return s ? reinterpret_cast<const char*>(s) : ""; }
+
+// One rendered namespace: prefix ("" = default) and URI.
+struct RenderedNs {
+  std::string_view prefix;
+  std::string_view href;
+};
+
+class FastC14N {
+ public:
+  explicit FastC14N(std::string* out) : out_(out) {}
+
+  bool run(const xmlNode* top) {
+    if (!top || top->type != XML_ELEMENT_NODE) return false;
+    // xml:* attributes of ancestors are inherited by the apex in C14N 1.0: not handled here.
+    for (const xmlNode* a = top->parent; a && a->type == XML_ELEMENT_NODE; a = a->parent)
+      for (const xmlAttr* at = a->properties; at; at = at->next)
+        if (at->ns && xmlStrEqual(at->ns->href, XML_XML_NAMESPACE)) return false;
+    // The apex renders every namespace in scope (closest declaration of each prefix wins).
+    std::vector<RenderedNs> in_scope;
+    for (const xmlNode* n = top; n && n->type == XML_ELEMENT_NODE; n = n->parent)
+      for (const xmlNs* ns = n->nsDef; ns; ns = ns->next)
+        if (!add_in_scope(in_scope, ns)) return false;
+    return element(top, in_scope, {}, true);
+  }
+
+ private:
+  bool add_in_scope(std::vector<RenderedNs>& scope, const xmlNs* ns) {
+    if (!ns->href) return false;
+    std::string_view prefix = str(ns->prefix);
+    if (prefix == "xml") return true;
+    for (const auto& r : scope)
+      if (r.prefix == prefix) return true;  // a closer declaration already won
+    scope.push_back({prefix, str(ns->href)});
+    return true;
+  }
+
+  // `scope`: this element's namespaces in scope; `parent_scope`: what the output parent had
+  // in scope (empty for the apex, whose parent is not output).
+  bool element(const xmlNode* e, const std::vector<RenderedNs>& scope,
+               const std::vector<RenderedNs>& parent_scope, bool apex) {
+    std::string& out = *out_;
+    out.push_back('<');
+    qname(e->ns, e->name);
+    // Namespaces to render, sorted by prefix (default first).
+    std::vector<RenderedNs> render;
+    bool has_default = false;
+    for (const auto& r : scope) {
+      if (r.prefix.empty()) has_default = true;
+      bool rendered = false;
+      bool found = false;
+      for (const auto& p : parent_scope)
+        if (p.prefix == r.prefix) {
+          found = true;
+          rendered = p.href == r.href;
+          break;
+        }
+      if (r.prefix.empty() && r.href.empty() && !found) rendered = true;  // xmlns="" is implied
+      if (!rendered) render.push_back(r);
+    }
+    if (!has_default && !apex) {
+      // No default namespace here but the output parent has a non-empty one: undeclare it.
+      for (const auto& p : parent_scope)
+        if (p.prefix.empty() && !p.href.empty()) render.push_back({"", ""});
+    }
+    std::sort(render.begin(), render.end(),
+              [](const RenderedNs& a, const RenderedNs& b) { return a.prefix < b.prefix; });
+    for (const auto& r : render) {
+      if (r.href.find('"') != std::string_view::npos) return false;
+      out += r.prefix.empty() ? " xmlns=\"" : " xmlns:";
+      if (!r.prefix.empty()) {
+        out += r.prefix;
+        out += "=\"";
+      }
+      out += r.href;
+      out.push_back('"');
+    }
+    // Attributes: unqualified first, then by namespace URI, then by local name.
+    std::vector<const xmlAttr*> attrs;
+    for (const xmlAttr* a = e->properties; a; a = a->next) {
+      if (a->type != XML_ATTRIBUTE_NODE) return false;
+      for (const xmlNode* c = a->children; c; c = c->next)
+        if (c->type != XML_TEXT_NODE) return false;
+      if (a->ns && (!a->ns->prefix || !a->ns->href)) return false;
+      attrs.push_back(a);
+    }
+    std::sort(attrs.begin(), attrs.end(), [](const xmlAttr* a, const xmlAttr* b) {
+      if (!a->ns || !b->ns) {
+        if (a->ns != b->ns) return a->ns == nullptr;
+        return std::strcmp(str(a->name), str(b->name)) < 0;
+      }
+      int c = std::strcmp(str(a->ns->href), str(b->ns->href));
+      if (c != 0) return c < 0;
+      return std::strcmp(str(a->name), str(b->name)) < 0;
+    });
+    for (const xmlAttr* a : attrs) {
+      out.push_back(' ');
+      qname(a->ns, a->name);
+      out += "=\"";
+      for (const xmlNode* c = a->children; c; c = c->next) c14n_attr_value(out, c->content);
+      out.push_back('"');
+    }
+    out.push_back('>');
+    for (const xmlNode* c = e->children; c; c = c->next) {
+      switch (c->type) {
+        case XML_ELEMENT_NODE: {
+          std::vector<RenderedNs> child_scope;
+          for (const xmlNs* ns = c->nsDef; ns; ns = ns->next)
+            if (!add_in_scope(child_scope, ns)) return false;
+          for (const auto& r : scope) {
+            bool shadowed = false;
+            for (const auto& k : child_scope)
+              if (k.prefix == r.prefix) shadowed = true;
+            if (!shadowed) child_scope.push_back(r);
+          }
+          if (!element(c, child_scope, scope, false)) return false;
+          break;
+        }
+        case XML_TEXT_NODE:
+        case XML_CDATA_SECTION_NODE:
+          c14n_text(out, c->content);
+          break;
+        case XML_COMMENT_NODE:
+          break;
+        default:  // processing instructions, entity references...: left to libxml2
+          return false;
+      }
+    }
+    out += "</";
+    qname(e->ns, e->name);
+    out.push_back('>');
+    return true;
+  }
+
+  void qname(const xmlNs* ns, const xmlChar* name) {
+    if (ns && ns->prefix && *ns->prefix) {
+      *out_ += str(ns->prefix);
+      out_->push_back(':');
+    }
+    *out_ += str(name);
+  }
+
+  std::string* out_;
+};
+
+}  // namespace
+
+bool fast_c14n_subtree(const xmlNode* top, std::string* out) {
+  out->clear();
+  try {
+    FastC14N c(out);
+    if (c.run(top)) return true;
+  } catch (const std::bad_alloc&) {
+  }
+  out->clear();
+  return false;
+}
+
+bool c14n_document_ok(const xmlDoc* doc) {
+  // libxml2's C14N walks the whole document whatever the subset, and fails on an entity
+  // reference anywhere or on a relative (scheme-less) namespace URI anywhere.
+  const xmlNode* cur = xmlDocGetRootElement(doc);
+  while (cur) {
+    if (cur->type == XML_ENTITY_REF_NODE) return false;
+    if (cur->type == XML_ELEMENT_NODE) {
+      for (const xmlNs* ns = cur->nsDef; ns; ns = ns->next) {
+        if (!ns->href || !*ns->href) continue;
+        xmlURIPtr uri = xmlParseURI(reinterpret_cast<const char*>(ns->href));
+        bool absolute = uri && uri->scheme && *uri->scheme;
+        if (uri) xmlFreeURI(uri);
+        if (!absolute) return false;
+      }
+    }
+    if (cur->type == XML_ELEMENT_NODE && cur->children) {
+      cur = cur->children;
+      continue;
+    }
+    while (cur && !cur->next) cur = cur->parent;
+    if (cur) cur = cur->next;
+  }
+  return true;
 }
 
 XmlSecKeyPtr xmlsec_key(EVP_PKEY* pkey, X509* cert) {
@@ -94,6 +357,135 @@ void init_xmlsec() {
   if (!failure.empty()) throw SignatureError("xmlsec.init", failure);
 }
 
+namespace {
+
+// KeyInfo as xmlsec writes it for one certificate (RSAKeyValue Modulus/Exponent and
+// X509Certificate, line breaks included), learnt from the first signature xmlsec makes with it
+// and keyed by the certificate's DER bytes. Later signatures fill the same text in directly
+// instead of having xmlsec read the key's parameters back out of OpenSSL every time.
+struct KeyInfoText {
+  std::string modulus;
+  std::string exponent;
+  std::string certificate;
+};
+
+std::mutex key_info_mu;
+std::unordered_map<std::string, KeyInfoText>& key_info_cache() {
+  static auto* cache = new std::unordered_map<std::string, KeyInfoText>;  // outlives pool threads
+  return *cache;
+}
+
+xmlNode* dsig_element(xmlNode* parent, const char* name) {
+  for (xmlNode* c = parent ? parent->children : nullptr; c; c = c->next) {
+    if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST name) && c->ns &&
+        xmlStrEqual(c->ns->href, xmlSecDSigNs))
+      return c;
+  }
+  return nullptr;
+}
+
+bool plain_id(std::string_view id) {
+  if (id.empty()) return false;
+  for (char ch : id) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (!(std::isalnum(c) || c == '_' || c == '-' || c == '.')) return false;
+  }
+  return true;
+}
+
+void set_text(xmlNode* node, const std::string& text) {
+  xmlNodeSetContent(node, nullptr);
+  xmlNodeAddContentLen(node, BAD_CAST text.data(), static_cast<int>(text.size()));
+}
+
+std::string base64_lines(const unsigned char* data, std::size_t len) {
+  xmlChar* b64 = xmlSecBase64Encode(data, static_cast<xmlSecSize>(len),
+                                    xmlSecBase64GetDefaultLineSize());
+  if (!b64) return {};
+  std::string out(reinterpret_cast<const char*>(b64));
+  xmlFree(b64);
+  return out;
+}
+
+// The signature xmlsec would make over a template built by append_signature for a "#ID"
+// Reference: DigestValue = SHA-1 of the target's C14N, SignatureValue = RSA-SHA1 over SignedInfo's
+// C14N, both base64 in xmlsec's line layout, KeyInfo from `text`. False (template untouched)
+// when anything is off; the caller then lets xmlsec do it all.
+bool fast_sign(xmlDoc* doc, xmlNode* sig, std::string_view reference_id, EVP_PKEY* key,
+               const KeyInfoText& text) {
+  if (EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) return false;
+  xmlNode* signed_info = dsig_element(sig, "SignedInfo");
+  xmlNode* ref = dsig_element(signed_info, "Reference");
+  xmlNode* digest_value = dsig_element(ref, "DigestValue");
+  xmlNode* signature_value = dsig_element(sig, "SignatureValue");
+  xmlNode* key_info = dsig_element(sig, "KeyInfo");
+  xmlNode* key_value = dsig_element(key_info, "KeyValue");
+  xmlNode* x509_cert = dsig_element(dsig_element(key_info, "X509Data"), "X509Certificate");
+  if (!digest_value || !signature_value || !key_value || !x509_cert || key_value->children ||
+      !plain_id(reference_id))
+    return false;
+  xmlAttr* id = xmlGetID(doc, BAD_CAST std::string(reference_id).c_str());
+  if (!id || id->type != XML_ATTRIBUTE_NODE || !id->parent) return false;
+  // A Signature inside the element it signs would be digested with the KeyInfo xmlsec writes
+  // first: only the usual sibling (or unrelated) placement takes this path.
+  for (const xmlNode* n = sig; n; n = n->parent)
+    if (n == id->parent) return false;
+
+  std::string target_c14n;
+  if (!detail::c14n_subtree(doc, id->parent, &target_c14n)) return false;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(target_c14n.data(), target_c14n.size(), digest, &digest_len, detail::sha1_md(),
+                 nullptr) != 1) {
+    ERR_clear_error();
+    return false;
+  }
+  std::string digest_b64 = base64_lines(digest, digest_len);
+  if (digest_b64.empty()) return false;
+  set_text(digest_value, digest_b64);
+
+  std::string signed_info_c14n;
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  std::size_t sig_len = 0;
+  std::string signature;
+  // SignedInfo is our own template (fixed elements, plain attributes, base64): the direct writer
+  // gives libxml2's bytes without another walk of the whole document.
+  bool ok = (detail::fast_c14n_subtree(signed_info, &signed_info_c14n) ||
+             detail::c14n_subtree(doc, signed_info, &signed_info_c14n)) &&
+            ctx &&
+            EVP_DigestSignInit(ctx.get(), nullptr, detail::sha1_md(), nullptr, key) == 1 &&
+            EVP_DigestSign(ctx.get(), nullptr, &sig_len,
+                           reinterpret_cast<const unsigned char*>(signed_info_c14n.data()),
+                           signed_info_c14n.size()) == 1;
+  if (ok) {
+    signature.resize(sig_len);
+    ok = EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &sig_len,
+                        reinterpret_cast<const unsigned char*>(signed_info_c14n.data()),
+                        signed_info_c14n.size()) == 1;
+    signature.resize(sig_len);
+  }
+  std::string signature_b64 =
+      ok ? base64_lines(reinterpret_cast<const unsigned char*>(signature.data()), signature.size())
+         : std::string();
+  if (signature_b64.empty()) {
+    ERR_clear_error();
+    xmlNodeSetContent(digest_value, nullptr);
+    return false;
+  }
+  set_text(signature_value, signature_b64);
+  // KeyInfo, node for node as xmlsec's RSAKeyValue writer lays it out.
+  xmlNode* rsa = xmlSecAddChild(key_value, BAD_CAST "RSAKeyValue", xmlSecDSigNs);
+  xmlNode* modulus = rsa ? xmlSecAddChild(rsa, BAD_CAST "Modulus", xmlSecDSigNs) : nullptr;
+  xmlNode* exponent = rsa ? xmlSecAddChild(rsa, BAD_CAST "Exponent", xmlSecDSigNs) : nullptr;
+  if (!modulus || !exponent) throw SignatureError("sign.failed", "cannot write RSAKeyValue");
+  set_text(modulus, text.modulus);
+  set_text(exponent, text.exponent);
+  set_text(x509_cert, text.certificate);
+  return true;
+}
+
+}  // namespace
+
 void append_signature(xmlDoc* doc, xmlNode* parent, std::string_view reference_id,
                       const Certificate& cert) {
   init_xmlsec();
@@ -127,6 +519,24 @@ void append_signature(xmlDoc* doc, xmlNode* parent, std::string_view reference_i
   xmlNode* x509 = xmlSecTmplKeyInfoAddX509Data(key_info);
   if (!x509 || !xmlSecTmplX509DataAddCertificate(x509)) fail("cannot add X509Data");
 
+  // Fast path for "#ID" References once xmlsec has shown how it writes this certificate's
+  // KeyInfo; the output is byte-for-byte what xmlsec makes (RSA PKCS#1 v1.5 is deterministic).
+  std::string cert_key;
+  if (!reference_id.empty()) {
+    cert_key = cert.cert_der();
+    std::optional<KeyInfoText> text;
+    {
+      std::lock_guard lock(key_info_mu);
+      auto it = key_info_cache().find(cert_key);
+      if (it != key_info_cache().end()) text = it->second;
+    }
+    try {
+      if (text && fast_sign(doc, sig, reference_id, cert.private_key(), *text)) return;
+    } catch (const SignatureError& e) {
+      fail(e.what());
+    }
+  }
+
   detail::XmlSecDSigCtxPtr ctx(xmlSecDSigCtxCreate(nullptr));
   if (!ctx) fail("cannot create the signature context");
   try {
@@ -139,6 +549,18 @@ void append_signature(xmlDoc* doc, xmlNode* parent, std::string_view reference_i
       fail("no element has ID '" + std::string(reference_id) + "' (IDs not registered?)");
     }
     fail("xmlsec could not sign");
+  }
+  if (!cert_key.empty()) {
+    xmlNode* rsa = dsig_element(dsig_element(key_info, "KeyValue"), "RSAKeyValue");
+    xmlNode* x509_cert = dsig_element(dsig_element(key_info, "X509Data"), "X509Certificate");
+    xmlNode* modulus = dsig_element(rsa, "Modulus");
+    xmlNode* exponent = dsig_element(rsa, "Exponent");
+    if (modulus && exponent && x509_cert) {
+      KeyInfoText text{node_text(modulus), node_text(exponent), node_text(x509_cert)};
+      std::lock_guard lock(key_info_mu);
+      if (key_info_cache().size() >= 64) key_info_cache().clear();
+      key_info_cache().emplace(std::move(cert_key), std::move(text));
+    }
   }
 }
 
