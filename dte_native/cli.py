@@ -26,6 +26,8 @@ from ._types import SignedDte
 from . import testkit
 from . import demo
 from . import cli_sii
+from . import cli_books
+from . import cli_reception
 from .errors import DteError
 
 EXIT_OK = 0
@@ -365,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     # own parser, so that its options (and its --help) are its own.
     sub.add_parser("simulator", help="run the local SII simulator (see dte simulator --help)")
     cli_sii.register(sub)
+    cli_books.register(sub)
+    cli_reception.register(sub)
     return parser
 
 

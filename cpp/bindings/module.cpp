@@ -73,6 +73,8 @@ void bind_errors(py::module_& m) {
 }  // namespace dte_py
 
 void register_sii(pybind11::module_& m);  // cpp/bindings/sii.cpp
+void register_reception(pybind11::module_& m);  // cpp/bindings/reception.cpp
+void register_books(pybind11::module_& m);  // cpp/bindings/books.cpp
 
 PYBIND11_MODULE(_core, m) {
   namespace py = pybind11;
@@ -94,4 +96,6 @@ PYBIND11_MODULE(_core, m) {
   dte_py::bind_crypto(m);
   dte_py::bind_documents(m);
   register_sii(m);
+  register_reception(m);
+  register_books(m);
 }

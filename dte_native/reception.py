@@ -1,0 +1,389 @@
+"""Reception of suppliers' DTEs: the exchange mailbox (IMAP), what arrives in it (MIME, XML
+classification, full verification of each EnvioDTE addressed to us) and the answers
+(RespuestaDTE, EnvioRecibos) sent back by SMTP. Acceptance or claim at SII is
+:meth:`dte_native.sii.SiiClient.claim`; :func:`claim_at_sii` wraps it per document.
+
+The work happens in the C++ core (GMime, libcurl, libxml2/xmlsec); this module only types it.
+
+>>> batch = fetch_inbox("imaps://mail.example.cl/INBOX", "dte", "secret", since_uid=0)  # doctest: +SKIP
+>>> outcome = process_message(batch.messages[0].raw, company_rut="77123456-9")  # doctest: +SKIP
+>>> outcome.quarantined, [i.status for i in outcome.items]  # doctest: +SKIP
+(False, ['verified'])
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import smtplib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+from . import _core
+from ._api import Certificate, SchemaSet, SiiKeyring, schema_dir, schemas
+from ._types import Check
+
+__all__ = [
+    "RECIBO_DECLARACION", "ReceivedDocument", "ReceivedEnvelope", "MessageItem", "MessageOutcome",
+    "InboxMessage", "InboxBatch", "InboxEntry", "classify", "fetch_inbox", "process_message",
+    "verify_received", "build_recepcion", "build_resultado", "build_recibos", "respond",
+    "answer_message", "send_answer", "run_inbox", "claim_at_sii",
+]
+
+RECIBO_DECLARACION: str = _core.RECIBO_DECLARACION
+"""The Ley 19.983 sentence of every Recibo, byte-exact from Recibos_v10.xsd."""
+
+XmlKind = Literal["EnvioDTE", "RespuestaDTE", "EnvioRecibos", "ResultadoEnvio", "other"]
+
+
+@dataclass(frozen=True)
+class ReceivedDocument:
+    id: str
+    doc_type: int
+    folio: int
+    issuer_rut: str
+    receiver_rut: str
+    issue_date: str
+    total: int
+    signed_at: str
+    key: str  # "RUT|type|folio": what duplicate detection compares
+    state: int  # EstadoRecepDTE: 0 ok, 1 signature, 2 issuer, 3 receiver, 4 repeated, 99 other
+    glosa: str
+    duplicate: bool
+    ok: bool
+    checks: list[Check]
+    xml: bytes = field(repr=False)
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> ReceivedDocument:
+        return cls(d["id"], int(d["doc_type"]), int(d["folio"]), d["issuer_rut"], d["receiver_rut"],
+                   d["issue_date"], int(d["total"]), d["signed_at"], d["key"], int(d["state"]),
+                   d["glosa"], bool(d["duplicate"]), bool(d["ok"]),
+                   [Check._from(c) for c in d["checks"]], bytes(d["xml"]))
+
+
+@dataclass(frozen=True)
+class ReceivedEnvelope:
+    kind: str
+    set_id: str
+    digest: str
+    rut_emisor: str
+    rut_envia: str
+    rut_receptor: str
+    tmst_firma_env: str
+    state: int  # EstadoRecepEnv: 0 ok, 1 schema, 2 signature, 3 receiver, 90 repeated, 91 unreadable, 99
+    glosa: str
+    ok: bool
+    checks: list[Check]
+    documents: list[ReceivedDocument]
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "fail"]
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> ReceivedEnvelope:
+        return cls(d["kind"], d["set_id"], d["digest"], d["rut_emisor"], d["rut_envia"],
+                   d["rut_receptor"], d["tmst_firma_env"], int(d["state"]), d["glosa"], bool(d["ok"]),
+                   [Check._from(c) for c in d["checks"]],
+                   [ReceivedDocument._from(x) for x in d["documents"]])
+
+
+@dataclass(frozen=True)
+class MessageItem:
+    filename: str
+    part_path: str
+    kind: str
+    root: str
+    status: str  # verified | failed | unreadable | refused | answer | ignored
+    reason: str
+    envelope: ReceivedEnvelope | None
+    checks: list[Check]
+    xml: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MessageOutcome:
+    message_id: str
+    sender: str     # From
+    reply_to: str   # where answers go: Reply-To, else From
+    subject: str
+    date: str
+    quarantined: bool
+    reason: str
+    items: list[MessageItem]
+
+    @property
+    def documents(self) -> list[ReceivedDocument]:
+        return [d for i in self.items if i.envelope for d in i.envelope.documents]
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> MessageOutcome:
+        m = d["mime"]
+        items = [MessageItem(i["filename"], i["part_path"], i["kind"], i["root"], i["status"], i["reason"],
+                             ReceivedEnvelope._from(i["envelope"]) if i["envelope"] else None,
+                             [Check._from(c) for c in i["checks"]], bytes(i["xml"]))
+                 for i in d["items"]]
+        return cls(m["message_id"], m["from"], m["reply_to"] or m["from"], m["subject"], m["date"],
+                   bool(d["quarantined"]), d["reason"], items)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-friendly, without the XML bytes."""
+        return {
+            "message_id": self.message_id, "from": self.sender, "reply_to": self.reply_to,
+            "subject": self.subject, "date": self.date, "quarantined": self.quarantined,
+            "reason": self.reason,
+            "items": [{
+                "filename": i.filename, "kind": i.kind, "status": i.status, "reason": i.reason,
+                "envelope_state": i.envelope.state if i.envelope else None,
+                "documents": [{k: v for k, v in asdict(doc).items() if k not in ("xml", "checks")}
+                              | {"failures": [asdict(c) for c in doc.checks if c.status == "fail"]}
+                              for doc in (i.envelope.documents if i.envelope else [])],
+            } for i in self.items],
+        }
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    uid: int
+    raw: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class InboxBatch:
+    uid_validity: int
+    messages: list[InboxMessage]
+
+
+def _schemas_or_none(schema_set: SchemaSet | None) -> _core.SchemaSet | None:
+    if schema_set is not None:
+        return schema_set._native
+    return schemas()._native if schema_dir() is not None else None
+
+
+def _keyring(keyring: SiiKeyring | None) -> _core.SiiKeyring:
+    return (keyring if keyring is not None else SiiKeyring.default())._native
+
+
+def classify(data: bytes) -> XmlKind:
+    """"EnvioDTE", "RespuestaDTE", "EnvioRecibos", "ResultadoEnvio" (SII's mails) or "other"."""
+    return _core.reception_classify(data)["kind"]  # type: ignore[no-any-return]
+
+
+def fetch_inbox(imap_url: str, user: str, password: str, since_uid: int = 0, *,
+                uid_validity: int | None = None, verify_tls: bool = True, ca_file: str = "",
+                timeout_s: float = 120.0, limit: int | None = None) -> InboxBatch:
+    """Fetches the messages with UID above ``since_uid`` (oldest first). When ``uid_validity``
+    is given and the server's differs, the remembered UID is void and everything is fetched.
+    Nothing is marked or deleted: persist ``since_uid`` yourself after storing each message."""
+    client = _core.ImapClient(imap_url, user, password, verify_tls, ca_file, timeout_s)
+    status = client.status()
+    if uid_validity is not None and uid_validity != status["uid_validity"]:
+        since_uid = 0
+    uids = client.uids_above(since_uid)
+    if limit is not None:
+        uids = uids[:limit]
+    return InboxBatch(int(status["uid_validity"]), [InboxMessage(u, client.fetch(u)) for u in uids])
+
+
+def process_message(raw: bytes, *, company_rut: str, keyring: SiiKeyring | None = None,
+                    schema_set: SchemaSet | None = None, known: Iterable[str] = (),
+                    check_cert_validity: bool = True,
+                    max_attachment_bytes: int = 0) -> MessageOutcome:
+    """Parses one mail and verifies every EnvioDTE in it (see ReceivedEnvelope). Never raises
+    for bad content: broken MIME, non-XML, oversized or hostile attachments, tampered
+    signatures, a wrong receiver or an untrusted CAF make ``quarantined`` true with a reason."""
+    return MessageOutcome._from(_core.reception_process_message(
+        raw, company_rut, _keyring(keyring), _schemas_or_none(schema_set), set(known),
+        check_cert_validity, max_attachment_bytes))
+
+
+def verify_received(data: bytes, *, company_rut: str, keyring: SiiKeyring | None = None,
+                    schema_set: SchemaSet | None = None, known: Iterable[str] = (),
+                    check_cert_validity: bool = True) -> ReceivedEnvelope:
+    """Full verification of one received EnvioDTE (no MIME)."""
+    return ReceivedEnvelope._from(_core.reception_verify(
+        data, company_rut, _keyring(keyring), _schemas_or_none(schema_set), set(known),
+        check_cert_validity))
+
+
+def _caratula(company_rut: str, supplier_rut: str, id_respuesta: int, contact: Mapping[str, str] | None,
+              timestamp: str | _dt.datetime | None) -> dict[str, Any]:
+    c = dict(contact or {})
+    ts = timestamp.strftime("%Y-%m-%dT%H:%M:%S") if isinstance(timestamp, _dt.datetime) else (timestamp or "")
+    return {"rut_responde": company_rut, "rut_recibe": supplier_rut, "id_respuesta": id_respuesta,
+            "nmb_contacto": c.get("name", ""), "fono_contacto": c.get("phone", ""),
+            "mail_contacto": c.get("email", ""), "tmst_firma": ts}
+
+
+def _doc_fields(d: ReceivedDocument) -> dict[str, Any]:
+    return {"folio": d.folio, "fch_emis": d.issue_date, "rut_emisor": d.issuer_rut,
+            "rut_recep": d.receiver_rut, "mnt_total": d.total}
+
+
+def build_recepcion(envelopes: Sequence[tuple[ReceivedEnvelope, str]], cert: Certificate, *,
+                    company_rut: str, id_respuesta: int = 1, cod_envio: int = 1,
+                    contact: Mapping[str, str] | None = None,
+                    timestamp: str | _dt.datetime | None = None) -> bytes:
+    """RespuestaDTE with one RecepcionEnvio per (envelope, file name): the envelope's and each
+    document's reception state. Signed, schema-valid, ISO-8859-1."""
+    if not envelopes:
+        raise ValueError("no envelope to answer")
+    items = []
+    for n, (env, name) in enumerate(envelopes):
+        items.append({
+            "nmb_envio": name, "cod_envio": cod_envio + n, "envio_dte_id": env.set_id or "SetDoc",
+            "digest": env.digest, "rut_emisor": env.rut_emisor, "rut_receptor": env.rut_receptor,
+            "estado": env.state, "glosa": env.glosa,
+            "documents": [{"tipo_dte": d.doc_type, **_doc_fields(d), "estado": d.state, "glosa": d.glosa}
+                          for d in env.documents],
+        })
+    supplier = envelopes[0][0].rut_emisor
+    return _core.reception_build_recepcion(
+        _caratula(company_rut, supplier, id_respuesta, contact, timestamp), items, cert._native)
+
+
+def build_resultado(documents: Sequence[ReceivedDocument], cert: Certificate, *, company_rut: str,
+                    accept: bool = True, reason: str = "", code: int = 0, discrepancies: bool = False,
+                    id_respuesta: int = 1, cod_envio: int = 1, contact: Mapping[str, str] | None = None,
+                    timestamp: str | _dt.datetime | None = None) -> bytes:
+    """RespuestaDTE with ResultadoDTE: commercial acceptance (EstadoDTE 0, or 1 with
+    ``discrepancies``) or rejection (2; ``reason`` is required, ``code`` a negative CodRchDsc)."""
+    if not documents:
+        raise ValueError("no document to answer")
+    estado = (1 if discrepancies else 0) if accept else 2
+    items = [{"tipo_dte": d.doc_type, **_doc_fields(d), "cod_envio": cod_envio, "estado": estado,
+              "glosa": reason, "cod_rch_dsc": code} for d in documents]
+    return _core.reception_build_resultado(
+        _caratula(company_rut, documents[0].issuer_rut, id_respuesta, contact, timestamp), items,
+        cert._native)
+
+
+def build_recibos(documents: Sequence[ReceivedDocument], cert: Certificate, *, company_rut: str,
+                  recinto: str, signer_rut: str = "", contact: Mapping[str, str] | None = None,
+                  timestamp: str | _dt.datetime | None = None) -> bytes:
+    """EnvioRecibos (Ley 19.983 receipt of goods or services): each Recibo signed, then the set."""
+    if not documents:
+        raise ValueError("no document to acknowledge")
+    ts = _caratula(company_rut, "", 1, None, timestamp)["tmst_firma"]
+    items = [{"tipo_doc": d.doc_type, **_doc_fields(d), "recinto": recinto, "rut_firma": signer_rut,
+              "tmst_firma": ts} for d in documents]
+    return _core.reception_build_recibos(
+        _caratula(company_rut, documents[0].issuer_rut, 1, contact, timestamp), items, cert._native)
+
+
+Action = Literal["receive", "accept", "reject", "receipt"]
+
+
+def respond(envelope: ReceivedEnvelope, cert: Certificate, action: Action, *, company_rut: str,
+            file_name: str = "envio.xml", reason: str = "", code: int = 0, recinto: str = "",
+            id_respuesta: int = 1, cod_envio: int = 1, contact: Mapping[str, str] | None = None,
+            timestamp: str | _dt.datetime | None = None) -> tuple[str, bytes]:
+    """The answer for one received envelope, with its customary file name:
+    ``receive`` RecepcionEnvio, ``accept``/``reject`` ResultadoDTE for the envelope's valid
+    documents, ``receipt`` EnvioRecibos."""
+    docs = [d for d in envelope.documents if d.ok] or list(envelope.documents)
+    if action == "receive":
+        return ("RecepcionDTE.xml", build_recepcion([(envelope, file_name)], cert, company_rut=company_rut,
+                                                    id_respuesta=id_respuesta, cod_envio=cod_envio,
+                                                    contact=contact, timestamp=timestamp))
+    if action in ("accept", "reject"):
+        return ("ResultadoDTE.xml", build_resultado(docs, cert, company_rut=company_rut,
+                                                    accept=action == "accept", reason=reason, code=code,
+                                                    id_respuesta=id_respuesta, cod_envio=cod_envio,
+                                                    contact=contact, timestamp=timestamp))
+    if action == "receipt":
+        if not recinto:
+            raise ValueError("a receipt needs recinto (where the goods or services were received)")
+        return ("EnvioRecibos.xml", build_recibos(docs, cert, company_rut=company_rut, recinto=recinto,
+                                                  contact=contact, timestamp=timestamp))
+    raise ValueError(f"unknown action {action!r}")
+
+
+def answer_message(sender: str, to: str, subject: str, body: str,
+                   attachments: Sequence[tuple[str, bytes]]) -> bytes:
+    """An RFC 5322 message (built by GMime) carrying the answers as XML attachments."""
+    return _core.mime_build_message(sender, to, subject, body,
+                                    [(name, "application/xml", data) for name, data in attachments])
+
+
+def send_answer(smtp_host: str, smtp_port: int, sender: str, to: str, subject: str,
+                attachments: Sequence[tuple[str, bytes]], *, body: str = "Respuesta de intercambio DTE.",
+                starttls: bool = False, ssl: bool = False, user: str | None = None,
+                password: str | None = None, timeout: float = 60.0) -> bytes:
+    """Sends the answer to the supplier's exchange address; returns the message sent."""
+    raw = answer_message(sender, to, subject, body, attachments)
+    raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")  # SMTP wants CRLF lines
+    cls = smtplib.SMTP_SSL if ssl else smtplib.SMTP
+    with cls(smtp_host, smtp_port, timeout=timeout) as smtp:
+        if starttls and not ssl:
+            smtp.starttls()
+        if user:
+            smtp.login(user, password or "")
+        smtp.sendmail(sender, [to], raw)
+    return raw
+
+
+# --- a whole inbox run with progress kept on disk ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    uid: int
+    path: Path  # where the raw mail was stored (accepted/ or quarantine/)
+    outcome: MessageOutcome
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def run_inbox(imap_url: str, user: str, password: str, store: str | os.PathLike[str], *,
+              company_rut: str, keyring: SiiKeyring | None = None, schema_set: SchemaSet | None = None,
+              verify_tls: bool = True, ca_file: str = "", limit: int | None = None) -> list[InboxEntry]:
+    """Fetches what is new, verifies it, stores each mail under ``store``/accepted or
+    ``store``/quarantine (with a .json of the outcome), and only then advances
+    ``store``/state.json (UIDVALIDITY, last UID, documents already received). A crash at any
+    point re-fetches at most the message in hand; duplicates are caught by the known keys."""
+    root = Path(store)
+    for sub in ("accepted", "quarantine"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    state_path = root / "state.json"
+    state: dict[str, Any] = {"uid_validity": None, "last_uid": 0, "known": []}
+    if state_path.exists():
+        state.update(json.loads(state_path.read_text(encoding="utf-8")))
+    client = _core.ImapClient(imap_url, user, password, verify_tls, ca_file, 120.0)
+    status = client.status()
+    if state["uid_validity"] != status["uid_validity"]:
+        state["uid_validity"], state["last_uid"] = status["uid_validity"], 0
+    known = set(state["known"])
+    entries: list[InboxEntry] = []
+    uids = client.uids_above(int(state["last_uid"]))
+    for uid in uids[:limit] if limit is not None else uids:
+        raw = client.fetch(uid)
+        outcome = process_message(raw, company_rut=company_rut, keyring=keyring, schema_set=schema_set,
+                                  known=known)
+        folder = root / ("quarantine" if outcome.quarantined else "accepted")
+        stem = f"{status['uid_validity']}-{uid}"
+        _write_atomic(folder / f"{stem}.eml", raw)
+        _write_atomic(folder / f"{stem}.json",
+                      json.dumps(outcome.summary(), ensure_ascii=False, indent=1).encode("utf-8"))
+        # Only documents of envelopes fully received count as received: a rejected envelope may
+        # legitimately be sent again, corrected.
+        known.update(d.key for i in outcome.items if i.envelope and i.envelope.ok for d in i.envelope.documents)
+        state["last_uid"], state["known"] = uid, sorted(known)
+        _write_atomic(state_path, json.dumps(state).encode("utf-8"))
+        entries.append(InboxEntry(uid, folder / f"{stem}.eml", outcome))
+    return entries
+
+
+def claim_at_sii(client: Any, document: ReceivedDocument, action: str) -> Any:
+    """Registers acceptance ("ACD", "ERM") or a claim ("RCD", "RFP", "RFT") at SII
+    (RegistroReclamoDTE) for one received document; ``client`` is a dte_native.sii.SiiClient."""
+    return client.claim(document.issuer_rut, document.doc_type, document.folio, action)
