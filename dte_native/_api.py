@@ -481,6 +481,10 @@ def _check_caf_fits(text: str, caf: Caf, today: str | _dt.date | None) -> None:
         doc_type, folio = int(id_doc["TipoDTE"]), int(id_doc["Folio"])
     except (ValueError, TypeError, KeyError):
         return
+    except RecursionError:
+        raise DocumentError("the input JSON nests too deeply to be a DTE", "input.json") from None
+    if not (-2**63 <= folio < 2**63 and -2**31 <= doc_type < 2**31):
+        return  # out of any CAF's range: the core's rules report it as a finding
     if isinstance(issuer, str) and _core.rut_is_valid(issuer):
         caf.check_fits(issuer, doc_type, folio, _when(today))
 

@@ -474,14 +474,8 @@ HOSTILE_JSON = [
 ]
 
 
-FACADE_RECURSION = pytest.mark.xfail(
-    strict=True, raises=RecursionError,
-    reason="FINDING (reported): dte_native/_api.py _check_caf_fits json.loads()s the input before "
-           "the core and lets RecursionError escape for deeply nested JSON")
-
-
-@pytest.mark.parametrize("index", [pytest.param(i, marks=FACADE_RECURSION) if i in (0, 1) else i
-                                   for i in range(len(HOSTILE_JSON))])
+# Regression: the facade's json.loads() let RecursionError escape for deeply nested JSON.
+@pytest.mark.parametrize("index", range(len(HOSTILE_JSON)))
 def test_sign_hostile_json(material: dict, index: int) -> None:
     text = HOSTILE_JSON[index]
     with pytest.raises(dte.DteError):
@@ -508,9 +502,7 @@ def test_sign_hostile_values(material: dict) -> None:
             bounded(lambda: _sign(material, doc))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="FINDING (reported): dte_native/_api.py _check_caf_fits passes a folio "
-                          "beyond 64 bits to Caf.check_fits, and pybind11 raises TypeError")
+# Regression: the facade passed a folio beyond 64 bits to Caf.check_fits (pybind11 TypeError).
 @pytest.mark.parametrize("folio", [2**70, -(2**70)])
 def test_sign_folio_beyond_64_bits(material: dict, folio: int) -> None:
     doc = document(33)
