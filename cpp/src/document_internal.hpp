@@ -43,8 +43,8 @@ std::optional<long double> parse_decimal(std::string_view text) noexcept;
 
 // SII rounds half away from zero (PHP round()); the tolerance absorbs binary noise such as
 // 1071/1.19 = 899.99999999.
-long long round_half_up(long double x) noexcept;
-long double round_to(long double x, int frac) noexcept;
+long long round_half_up(long double x);  // throws DocumentError beyond long long
+long double round_to(long double x, int frac);
 
 // Plain decimal text: '.' separator, no thousands separators, no trailing zeros, at most
 // `frac` fraction digits.

@@ -42,13 +42,17 @@ std::optional<long double> as_number(const json& v) noexcept {
   return std::nullopt;
 }
 
-long long round_half_up(long double x) noexcept {
+long long round_half_up(long double x) {
+  // Beyond long long the cast is undefined behaviour: no DTE amount or folio gets near 9.2e18.
+  if (!(std::fabs(x) < 9.0e18L))
+    throw DocumentError("input.amount_range",
+                        "an amount or folio in the input is out of range (|value| >= 9e18)");
   constexpr long double kTolerance = 1e-7L;
   if (x >= 0) return static_cast<long long>(std::floor(x + 0.5L + kTolerance));
   return -static_cast<long long>(std::floor(-x + 0.5L + kTolerance));
 }
 
-long double round_to(long double x, int frac) noexcept {
+long double round_to(long double x, int frac) {
   if (frac <= 0) return static_cast<long double>(round_half_up(x));
   long double scale = std::pow(10.0L, frac);
   return static_cast<long double>(round_half_up(x * scale)) / scale;
@@ -131,6 +135,8 @@ json parse_input(std::string_view json_text) {
   } catch (const json::parse_error& e) {
     throw DocumentError("input.json", std::string("input is not valid JSON (byte ") +
                                           std::to_string(e.byte) + "): " + e.what());
+  } catch (const json::exception& e) {  // e.g. a number that overflows a double (1E4444)
+    throw DocumentError("input.json", std::string("input is not usable JSON: ") + e.what());
   }
 }
 
@@ -146,6 +152,9 @@ int read_type(const json& input) {
   auto n = detail::as_number(*v);
   if (!n || *n != std::floor(*n))
     throw DocumentError("input.type", "Encabezado.IdDoc.TipoDTE must be an integer");
+  if (*n < 0 || *n > 1000)  // no SII type is outside this; the int cast would be UB or wrap
+    throw DocumentError("input.unsupported_type",
+                        "Encabezado.IdDoc.TipoDTE is not a supported document type");
   return static_cast<int>(*n);
 }
 

@@ -115,7 +115,7 @@ void classify_final(EnvelopeStatus& s) {
     s.state = EnvelopeState::kInProgress;
     s.final = false;
   } else if (e == "EPR") {
-    int informed = 0, accepted = 0, rejected = 0, objections = 0;
+    long long informed = 0, accepted = 0, rejected = 0, objections = 0;  // no int overflow
     for (const auto& c : s.counts) {
       informed += c.informed;
       accepted += c.accepted;
