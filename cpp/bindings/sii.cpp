@@ -181,6 +181,16 @@ dte::sii::DocumentQuery query_from(const py::dict& d) {
   return q;
 }
 
+py::dict endpoints_dict(const dte::sii::Endpoints& e) {
+  py::dict d;
+  d["soap_base"] = e.soap_base;
+  d["upload_base"] = e.upload_base;
+  d["claims_url"] = e.claims_url;
+  d["boleta_api_base"] = e.boleta_api_base;
+  d["boleta_envio_base"] = e.boleta_envio_base;
+  return d;
+}
+
 py::dict query_to_dict(const dte::sii::DocumentQuery& q) {
   py::dict d;
   d["issuer_rut"] = q.issuer_rut;
@@ -212,14 +222,8 @@ void bind_sii(py::module_& m) {
       .def_property_readonly("signer_rut", &Client::signer_rut)
       .def("endpoints",
            [](const Client& c) {
-             const auto& e = c.config().endpoints;
-             py::dict d;
+             py::dict d = endpoints_dict(c.config().endpoints);
              d["environment"] = dte::sii::to_string(c.config().environment);
-             d["soap_base"] = e.soap_base;
-             d["upload_base"] = e.upload_base;
-             d["claims_url"] = e.claims_url;
-             d["boleta_api_base"] = e.boleta_api_base;
-             d["boleta_envio_base"] = e.boleta_envio_base;
              return d;
            })
       .def(
@@ -315,14 +319,7 @@ void bind_sii(py::module_& m) {
       },
       py::arg("envelope"));
   m.def("sii_default_endpoints", [](const std::string& env, const std::string& base) {
-    auto e = dte::sii::default_endpoints(dte::sii::environment_from_string(env), base);
-    py::dict d;
-    d["soap_base"] = e.soap_base;
-    d["upload_base"] = e.upload_base;
-    d["claims_url"] = e.claims_url;
-    d["boleta_api_base"] = e.boleta_api_base;
-    d["boleta_envio_base"] = e.boleta_envio_base;
-    return d;
+    return endpoints_dict(dte::sii::default_endpoints(dte::sii::environment_from_string(env), base));
   }, py::arg("environment"), py::arg("base_url") = "");
 }
 
