@@ -17,10 +17,13 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence, Union
 
 from . import _core
 from ._api import Certificate, SchemaSet
+
+if TYPE_CHECKING:
+    from .sii import SiiClient
 
 PathLike = Union[str, "os.PathLike[str]"]
 BookInput = Union[Mapping[str, Any], str]
@@ -29,7 +32,8 @@ __all__ = [
     "RowIssue", "CsvEntries", "OtherTax", "Reference", "RcvRow", "RcvParseResult", "LocalDocument",
     "ReconcileFinding", "normalize_libro_cv", "sign_libro_cv", "normalize_libro_guia",
     "sign_libro_guia", "normalize_consumo_folios", "sign_consumo_folios", "entries_from_csv",
-    "parse_rcv", "reconcile", "RCV_STATES",
+    "parse_rcv", "reconcile", "RCV_STATES", "segment_libro_cv", "sign_libro_cv_segments",
+    "segment_libro_guia", "sign_libro_guia_segments", "RcvTypeSummary", "RcvDownload", "download_rcv",
 ]
 
 RCV_STATES = ("REGISTRO", "PENDIENTE", "NO_INCLUIR", "RECLAMADO")
@@ -72,6 +76,32 @@ def sign_libro_cv(book: BookInput, cert: Certificate, *, tmst: str | None = None
     t, s = _sign_args(tmst, schemas)
     data: bytes = _core.sign_libro_cv(_text(book), cert._native, t, s)
     return data
+
+
+def segment_libro_cv(book: BookInput, max_detail: int) -> list[dict[str, Any]]:
+    """Cuts a big IECV into segment inputs of at most ``max_detail`` Detalle entries: TipoEnvio
+    PARCIAL with NroSegmento 1, 2, ... and a FINAL last one that also carries the whole period's
+    ``ResumenPeriodo``. A book that fits comes back as one TOTAL input."""
+    return [json.loads(x) for x in _core.segment_libro_cv(_text(book), max_detail)]
+
+
+def sign_libro_cv_segments(book: BookInput, cert: Certificate, max_detail: int, *,
+                           tmst: str | None = None, schemas: SchemaSet | None = None) -> list[bytes]:
+    """Every segment of :func:`segment_libro_cv`, signed (and validated with ``schemas``)."""
+    t, s = _sign_args(tmst, schemas)
+    return list(_core.sign_libro_cv_segments(_text(book), cert._native, max_detail, t, s))
+
+
+def segment_libro_guia(book: BookInput, max_detail: int) -> list[dict[str, Any]]:
+    """:func:`segment_libro_cv` for the Libro de Guías."""
+    return [json.loads(x) for x in _core.segment_libro_guia(_text(book), max_detail)]
+
+
+def sign_libro_guia_segments(book: BookInput, cert: Certificate, max_detail: int, *,
+                             tmst: str | None = None, schemas: SchemaSet | None = None) -> list[bytes]:
+    """Every segment of :func:`segment_libro_guia`, signed."""
+    t, s = _sign_args(tmst, schemas)
+    return list(_core.sign_libro_guia_segments(_text(book), cert._native, max_detail, t, s))
 
 
 def normalize_libro_guia(book: BookInput) -> dict[str, Any]:
@@ -257,3 +287,61 @@ def reconcile(rows: Iterable[RcvRow], documents: Sequence[LocalDocument | Mappin
     docs = [d._native() if isinstance(d, LocalDocument) else LocalDocument(**dict(d))._native()
             for d in documents]
     return [ReconcileFinding(**f) for f in _core.rcv_reconcile(native_rows, docs, owner_rut, tolerance)]
+
+
+# ---- RCV download --------------------------------------------------------------------------
+
+RCV_STATE_ALIASES = {"registered": "REGISTRO", "pending": "PENDIENTE", "not_included": "NO_INCLUIR",
+                     "claimed": "RECLAMADO"}
+
+
+@dataclass(frozen=True)
+class RcvTypeSummary:
+    """One line of SII's period summary (getResumen): documents and amounts of one type."""
+    doc_type: int
+    documents: int
+    exempt: int
+    net: int
+    vat: int
+    total: int
+
+
+@dataclass
+class RcvDownload:
+    """A register downloaded from SII: its ``csv`` as SII exports it and ``parsed`` through
+    :func:`parse_rcv` (row-level ``parsed.errors`` kept, nothing dropped silently)."""
+    period: str
+    kind: str
+    state: str
+    summary: list[RcvTypeSummary]
+    csv: bytes
+    parsed: RcvParseResult
+    requests: int
+
+    @property
+    def rows(self) -> list[RcvRow]:
+        return self.parsed.rows
+
+
+def download_rcv(client: SiiClient, company_rut: str, period: str, kind: str, *, state: str = "",
+                 doc_types: Sequence[int] = (), base_url: str = "") -> RcvDownload:
+    """Downloads one RCV register from SII through the C++ transport (the client's token,
+    retries and circuit breaker): ``kind`` ``"compras"`` or ``"ventas"``, ``period`` ``"YYYY-MM"``,
+    ``state`` for compras ``REGISTRO`` (default), ``PENDIENTE``, ``NO_INCLUIR``, ``RECLAMADO`` (or
+    registered, pending, not_included, claimed). ``base_url`` overrides the portal facade URL
+    (the simulator's is used automatically for a simulator client).
+
+    >>> dl = download_rcv(client, "76543210-3", "2025-03", "compras", state="pending")  # doctest: +SKIP
+    >>> [(r.doc_type, r.folio, r.total) for r in dl.rows]  # doctest: +SKIP
+    """
+    st = RCV_STATE_ALIASES.get(state.lower(), state) if state else ""
+    raw = _core.rcv_download(client._native, company_rut, period, kind, st, list(doc_types), base_url)
+    parsed = raw["parsed"]
+    return RcvDownload(
+        period=raw["period"], kind=raw["kind"], state=raw["state"],
+        summary=[RcvTypeSummary(**t) for t in raw["summary"]], csv=bytes(raw["csv"]),
+        parsed=RcvParseResult(register_kind=parsed["register_kind"], state=parsed["state"],
+                              columns=list(parsed["columns"]), rows=[RcvRow._from(r) for r in parsed["rows"]],
+                              errors=[RowIssue(**e) for e in parsed["errors"]],
+                              warnings=list(parsed["warnings"])),
+        requests=int(raw["requests"]))

@@ -28,6 +28,7 @@ from . import demo
 from . import cli_sii
 from . import cli_books
 from . import cli_reception
+from . import cli_worker
 from . import cli_certify
 from .errors import DteError
 
@@ -370,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_sii.register(sub)
     cli_books.register(sub)
     cli_reception.register(sub)
+    cli_worker.register(sub)
     cli_certify.register(sub)
     return parser
 

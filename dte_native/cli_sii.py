@@ -1,7 +1,9 @@
-"""`dte token|send|status|doc-status|claim`: the SII client on the command line.
+"""`dte token|send|status|doc-status|claim|resend-mail|sii-states`: the SII client on the command line.
 
     dte send envio.xml --env simulator --url http://127.0.0.1:8080 --cert cert.p12 --password-file pw
     dte status 0000000001 --company 76543210-3 --wait --env simulator --url ... --cert ... --password-file ...
+    dte resend-mail 0000000001 --company 76543210-3 --env simulator --url ... --cert ... --password-file ...
+    dte sii-states --service estup
 """
 from __future__ import annotations
 
@@ -78,9 +80,10 @@ def _status_text(st: sii.EnvelopeStatus) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     c = _client(args)
     if args.wait:
-        st = c.wait_final(args.trackid, args.company, args.boleta, poll_s=args.poll, timeout_s=args.wait_timeout)
+        st = c.wait_final(args.trackid, args.company, args.boleta, poll_s=args.poll, timeout_s=args.wait_timeout,
+                          kind=args.kind)
     else:
-        st = c.envelope_status(args.trackid, args.company, args.boleta)
+        st = c.envelope_status(args.trackid, args.company, args.boleta, args.kind)
     _out(args, asdict(st), _status_text(st))
     return EXIT_FAILED if st.state == "rejected" else EXIT_OK
 
@@ -102,9 +105,24 @@ def cmd_doc_status(args: argparse.Namespace) -> int:
         st = c.boleta_document_status(q) if boleta else c.document_status(q, advanced=args.advanced)
         bad = bad or st.state != "received"
         out.append({"query": asdict(q), "status": asdict(st)})
-        lines.append(f"{q.doc_type} #{q.folio}: {st.state} ({st.sii_state} {st.glosa})")
+        lines.append(f"{q.doc_type} #{q.folio}: {st.state} -> {st.verdict}{'' if st.final else ' (not final)'} "
+                     f"({st.sii_state} {st.glosa})")
     _out(args, out, "\n".join(lines))
     return EXIT_FAILED if bad else EXIT_OK
+
+
+def cmd_resend_mail(args: argparse.Namespace) -> int:
+    res = _client(args).resend_mail(args.trackid, args.company)
+    _out(args, asdict(res), f"{args.trackid}: {res.description} (ESTADO {res.code} {res.glosa})".rstrip())
+    return EXIT_OK if res.ok else EXIT_FAILED
+
+
+def cmd_sii_states(args: argparse.Namespace) -> int:
+    rows = [r for r in sii.state_table() if not args.service or r.service == args.service]
+    lines = [f"{r.service:<16} {r.code:<24} {'final' if r.final else 'open ':<5} {r.verdict:<24} "
+             f"{r.meaning} [{r.source}]" for r in rows]
+    _out(args, [asdict(r) for r in rows], "\n".join(lines))
+    return EXIT_OK
 
 
 def cmd_claim(args: argparse.Namespace) -> int:
@@ -151,7 +169,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--wait", action="store_true", help="poll until the state is final")
     p.add_argument("--poll", type=float, default=5.0, help="seconds between polls with --wait")
     p.add_argument("--wait-timeout", type=float, default=600.0, help="give up waiting after this many seconds")
+    p.add_argument("--kind", choices=["auto", "documents", "book"], default="auto",
+                   help="how to read an EPR without per-type counts: book (LibroCV/LibroGuia/RVD: final "
+                        "as it stands), documents (EnvioDTE: an error), auto (default: accepted)")
     p.set_defaults(func=cmd_status)
+
+    p = subparsers.add_parser("resend-mail",
+                              help="ask SII to e-mail an upload's result again (wsDTECorreo.reenvioCorreo)")
+    p.add_argument("trackid", metavar="TRACKID")
+    _common(p)
+    p.add_argument("--company", metavar="RUT", required=True, help="issuing company RUT")
+    p.set_defaults(func=cmd_resend_mail)
+
+    p = subparsers.add_parser("sii-states", help="every SII state/code the client maps, final or not, and its verdict")
+    p.add_argument("--service", choices=["upload", "estup", "estup_book", "estdte", "boleta_envelope", "correo"],
+                   help="only this service's codes")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_sii_states)
 
     p = subparsers.add_parser("doc-status", help="state of documents at SII (QueryEstDte)")
     _common(p)

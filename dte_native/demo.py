@@ -13,6 +13,7 @@ import argparse
 import copy
 import datetime as _dt
 import json
+import os
 import random
 import sys
 import tempfile
@@ -78,6 +79,12 @@ class DemoResult:
     send_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)    # per document, upload -> final state
     rejections: list[str] = field(default_factory=list)     # the simulator's reasons
+    # CPU seconds of this process (every thread: the core's pool, the C++ client and the in-process
+    # simulator) for the whole run and for the sending phase, and the load average at the end:
+    # the machine is shared, so wall time alone says little (BENCHMARKS.md).
+    cpu_seconds: float = 0.0
+    send_cpu_seconds: float = 0.0
+    load_average: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def ok(self) -> bool:
@@ -138,6 +145,7 @@ def run_demo(count: int = 200, threads: int = 0, out_dir: Path | None = None,
              on_stage: Callable[[str], None] | None = None, send: bool = True,
              per_envelope: int = 50) -> DemoResult:
     rng = random.Random(seed)
+    cpu_started = time.process_time()
     say = on_stage or (lambda s: print(s, file=sys.stderr))
     work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="dte-demo-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -216,6 +224,8 @@ def run_demo(count: int = 200, threads: int = 0, out_dir: Path | None = None,
         bar.finish()
     if send:
         send_to_simulator(result, signed, kit, per_envelope, progress, say)
+    result.cpu_seconds = time.process_time() - cpu_started
+    result.load_average = os.getloadavg()
     return result
 
 
@@ -233,10 +243,12 @@ def send_to_simulator(result: DemoResult, signed: list[SignedDte], kit: TestKit,
     result.sent = True
     say(f"5. Sending to the local SII simulator at {result.simulator_url} "
         f"(seed/token, DTEUpload and boleta REST, status polling)")
-    client = sii.SiiClient(kit.certificate(), sii.ClientConfig("simulator", base_url=result.simulator_url))
+    cert = kit.certificate()   # loaded once: every envelope below is signed with it
+    client = sii.SiiClient(cert, sii.ClientConfig("simulator", base_url=result.simulator_url))
     outcome: Counter[str] = Counter()
     bar = Progress("sent and final", len(signed)) if progress else None
     started = time.perf_counter()
+    cpu_started = time.process_time()
     try:
         waves = [[d for d in signed if d.doc_type not in NOTE_TYPES],
                  [d for d in signed if d.doc_type in NOTE_TYPES]]
@@ -246,7 +258,7 @@ def send_to_simulator(result: DemoResult, signed: list[SignedDte], kit: TestKit,
                 docs = [d for d in wave if _api.is_boleta(d.doc_type) == boleta]
                 for i in range(0, len(docs), per_envelope):
                     part = docs[i:i + per_envelope]
-                    batches.append((_api.envelope(part, kit.certificate(), boleta=boleta), boleta, len(part)))
+                    batches.append((_api.envelope(part, cert, boleta=boleta), boleta, len(part)))
             sent_at = time.perf_counter()
             uploads = client.upload_many([(env, kit.issuer_rut) for env, _, _ in batches])
             pending: dict[str, tuple[bool, int]] = {}
@@ -280,6 +292,7 @@ def send_to_simulator(result: DemoResult, signed: list[SignedDte], kit: TestKit,
     finally:
         sim.stop()
     result.send_seconds = time.perf_counter() - started
+    result.send_cpu_seconds = time.process_time() - cpu_started
     if bar:
         bar.finish()
     result.outcome = dict(outcome)
@@ -322,6 +335,8 @@ def print_summary(result: DemoResult, stream: TextIO = sys.stdout) -> None:
           + ", ".join(f"{k}: {v}" for k, v in sorted(result.outcome.items())) + "\n")
         w(f"  latency     upload -> final state per document: p50 {pct(0.5):.2f} s, "
           f"p95 {pct(0.95):.2f} s, p99 {pct(0.99):.2f} s\n")
+        w(f"  cpu         {result.cpu_seconds:.2f} CPU-s in all ({result.send_cpu_seconds:.2f} sending), "
+          f"load average {result.load_average[0]:.2f}\n")
         for err in result.upload_errors[:10]:
             w(f"  upload error: {err}\n")
         for why in result.rejections[:10]:

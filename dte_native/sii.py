@@ -17,8 +17,9 @@ Errors: :class:`~dte_native.errors.SiiTransportError` (retryable), ``SiiAuthErro
 """
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Generic, Literal, Sequence, TypeVar
 
 from . import _core
@@ -28,13 +29,20 @@ __all__ = [
     "Environment", "ClientConfig", "SiiClient", "UploadResult", "TypeCounts", "DocumentOutcome",
     "EnvelopeStatus", "DocumentQuery", "DocumentStatus", "ClaimResult", "ClaimEvent", "EventsResult",
     "BatchResult", "documents_of_envelope", "default_endpoints", "ENVELOPE_STATES", "DOCUMENT_STATES",
-    "CLAIM_ACTIONS",
+    "CLAIM_ACTIONS", "EnvelopeKind", "MailResendResult", "StateInfo", "state_table", "envelope_kind_of",
+    "VERDICTS",
 ]
 
 Environment = Literal["certification", "production", "simulator"]
 ENVELOPE_STATES = ("in_progress", "accepted", "accepted_with_objections", "rejected")
 DOCUMENT_STATES = ("received", "data_mismatch", "not_received", "folio_not_authorized",
                    "folio_annulled", "company_not_authorized", "modified_by_note", "annulled_by_note")
+# What a state leads to (state_table(), DocumentStatus.verdict).
+VERDICTS = ("in_progress", "accepted", "accepted_with_objections", "rejected", "not_received")
+# How to read an upload's QueryEstUp answer: books (LibroCV, LibroGuia) and the boleta summary
+# (ConsumoFolios/RVD) have no per-type counts, so their EPR stands alone; "documents" (EnvioDTE)
+# refuses an EPR without counts (sii.no_counts); "auto" accepts it.
+EnvelopeKind = Literal["auto", "documents", "book"]
 CLAIM_ACTIONS = {"ACD": "accept content", "RCD": "claim content",
                  "ERM": "grant receipt of goods/services (Ley 19.983)",
                  "RFP": "claim partial lack of goods", "RFT": "claim total lack of goods"}
@@ -73,6 +81,12 @@ class ClientConfig:
     ca_file: str = ""
     batch_threads: int = 0
     random_seed: int = 0
+    # Redis shared by every process (tokens with one renewer at a time, circuit breakers, rate
+    # limit): a redis:// URL, default $DTE_REDIS_URL; "" = this process only (embedded default).
+    redis_url: str = field(default_factory=lambda: os.environ.get("DTE_REDIS_URL", ""))
+    redis_prefix: str = "dte"
+    rate_per_s: float = 0.0   # requests per second to SII over all processes (needs redis_url)
+    rate_burst: float = 0.0
 
     def to_native(self) -> dict[str, Any]:
         # Empty strings mean "default": leave them out so the core fills them in.
@@ -154,6 +168,58 @@ class DocumentStatus:
     err_code: str
     glosa: str
     description: str
+    final: bool = False
+    verdict: str = ""   # accepted, accepted_with_objections (DNK), rejected (FNA FAN EMP), not_received (FAU)
+
+
+@dataclass(frozen=True)
+class MailResendResult:
+    """wsDTECorreo.reenvioCorreo accepted the request (``code`` 0): SII e-mails the upload's
+    result, with the per-document error codes, to the company's registered address."""
+
+    code: int
+    glosa: str
+    description: str
+    ok: bool
+
+
+@dataclass(frozen=True)
+class StateInfo:
+    """One documented SII code: ``service`` (upload, estup, estup_book, estdte, boleta_envelope,
+    correo), whether it is ``final`` and the ``verdict`` it leads to; ``source`` is PROTOCOL.md's
+    confidence tag."""
+
+    service: str
+    code: str
+    meaning: str
+    final: bool
+    verdict: str
+    source: str
+
+
+def state_table() -> list[StateInfo]:
+    """Every SII state and code the client maps.
+
+    >>> any(s.code == "FAN" and s.verdict == "rejected" for s in state_table())
+    True
+    """
+    return [StateInfo(**row) for row in _core.sii_state_table()]
+
+
+def envelope_kind_of(envelope: bytes) -> str:
+    """The :data:`EnvelopeKind` of an envelope from its root element (``LibroCV`` -> ``book``).
+
+    >>> envelope_kind_of(b'<?xml version="1.0"?><LibroCompraVenta xmlns="http://www.sii.cl/SiiDte"/>')
+    'book'
+    """
+    import re
+
+    # First start tag that is not a declaration, comment or processing instruction.
+    m = re.search(rb"<([^?!/\s>][^\s>/]*)", envelope[:65536])
+    if not m:
+        return "auto"
+    name = m.group(1).split(b":")[-1].decode("ascii", "replace")
+    return str(_core.sii_envelope_kind_of_root(name))
 
 
 @dataclass(frozen=True)
@@ -250,15 +316,24 @@ class SiiClient:
         RutEmisor."""
         return UploadResult(**self._native.upload(envelope, company_rut, filename, force_dte_upload))
 
-    def envelope_status(self, track_id: str, company_rut: str, boleta: bool = False) -> EnvelopeStatus:
-        return EnvelopeStatus._from(self._native.envelope_status(str(track_id), company_rut, boleta))
+    def envelope_status(self, track_id: str, company_rut: str, boleta: bool = False,
+                        kind: EnvelopeKind = "auto") -> EnvelopeStatus:
+        """QueryEstUp (boleta REST with ``boleta``). ``kind`` says how to read an EPR without
+        per-type counts (see :data:`EnvelopeKind`; :func:`envelope_kind_of` gives it)."""
+        return EnvelopeStatus._from(self._native.envelope_status(str(track_id), company_rut, boleta, kind))
+
+    def resend_mail(self, track_id: str, company_rut: str) -> MailResendResult:
+        """wsDTECorreo.reenvioCorreo: asks SII to e-mail the upload's result (with the
+        per-document error codes QueryEstUp does not give) to the company's registered address.
+        Codes 101/102/105/106/114 raise ``SiiRejected`` (``sii.mail.*``, 114 = not validated yet)."""
+        return MailResendResult(**self._native.resend_mail(str(track_id), company_rut))
 
     def wait_final(self, track_id: str, company_rut: str, boleta: bool = False, *,
-                   poll_s: float = 5.0, timeout_s: float = 600.0) -> EnvelopeStatus:
+                   poll_s: float = 5.0, timeout_s: float = 600.0, kind: EnvelopeKind = "auto") -> EnvelopeStatus:
         """Polls until the envelope's state is final (or ``timeout_s``; then the last status)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            st = self.envelope_status(track_id, company_rut, boleta)
+            st = self.envelope_status(track_id, company_rut, boleta, kind)
             if st.final or time.monotonic() >= deadline:
                 return st
             time.sleep(poll_s)

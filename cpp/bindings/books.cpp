@@ -8,6 +8,7 @@
 #include "dte/books.hpp"
 #include "dte/document.hpp"
 #include "dte/rcv.hpp"
+#include "dte/sii_client.hpp"
 
 namespace dte_py {
 namespace {
@@ -108,6 +109,21 @@ dte::rcv::LocalDocument doc_from(const py::dict& d) {
   return x;
 }
 
+py::dict parse_result_dict(const dte::rcv::ParseResult& r) {
+  py::dict d;
+  d["register_kind"] = r.register_kind;
+  d["state"] = r.state;
+  d["columns"] = r.columns;
+  py::list rows;
+  for (const auto& row : r.rows) rows.append(row_dict(row));
+  d["rows"] = std::move(rows);
+  py::list errors;
+  for (const auto& e : r.errors) errors.append(issue_dict(e));
+  d["errors"] = std::move(errors);
+  d["warnings"] = r.warnings;
+  return d;
+}
+
 dte::books::SignOptions sign_options(const std::string& tmst, const dte::SchemaSet* schemas) {
   dte::books::SignOptions o;
   o.tmst = tmst;
@@ -151,6 +167,44 @@ void register_books(pybind11::module_& m) {
         },
         py::arg("input_json"), py::arg("cert"), py::arg("tmst") = "", py::arg("schemas") = nullptr);
   }
+  using Segmenter = std::vector<dte::books::json> (*)(const dte::books::json&, std::size_t);
+  using SegmentSigner = std::vector<std::string> (*)(const dte::books::json&, const dte::Certificate&,
+                                                     std::size_t, const dte::books::SignOptions&);
+  struct Segmented {
+    const char* name;
+    Segmenter segment;
+    SegmentSigner sign;
+  };
+  for (const Segmented& b :
+       {Segmented{"libro_cv", &dte::books::segment_libro_cv, &dte::books::sign_libro_cv_segments},
+        Segmented{"libro_guia", &dte::books::segment_libro_guia, &dte::books::sign_libro_guia_segments}}) {
+    Segmenter segment = b.segment;
+    SegmentSigner sign = b.sign;
+    m.def(
+        (std::string("segment_") + b.name).c_str(),
+        [segment](const std::string& input_json, std::size_t max_detail) {
+          return nogil([&] {
+            std::vector<std::string> out;
+            for (const auto& seg : segment(dte_py::parse_json(input_json), max_detail))
+              out.push_back(dte_py::dump_json(seg));
+            return out;
+          });
+        },
+        py::arg("input_json"), py::arg("max_detail"));
+    m.def(
+        (std::string("sign_") + b.name + "_segments").c_str(),
+        [sign](const std::string& input_json, const dte::Certificate& cert, std::size_t max_detail,
+               const std::string& tmst, const dte::SchemaSet* schemas) {
+          auto signed_parts = nogil([&] {
+            return sign(dte_py::parse_json(input_json), cert, max_detail, dte_py::sign_options(tmst, schemas));
+          });
+          py::list out;
+          for (const auto& x : signed_parts) out.append(py::bytes(x));
+          return out;
+        },
+        py::arg("input_json"), py::arg("cert"), py::arg("max_detail"), py::arg("tmst") = "",
+        py::arg("schemas") = nullptr);
+  }
   m.def(
       "book_entries_from_csv",
       [](const std::string& csv, const std::string& kind) {
@@ -168,20 +222,39 @@ void register_books(pybind11::module_& m) {
       "rcv_parse_csv",
       [](const std::string& text, const std::string& state) {
         auto r = nogil([&] { return dte::rcv::parse_csv(text, state); });
-        py::dict d;
-        d["register_kind"] = r.register_kind;
-        d["state"] = r.state;
-        d["columns"] = r.columns;
-        py::list rows;
-        for (const auto& row : r.rows) rows.append(dte_py::row_dict(row));
-        d["rows"] = std::move(rows);
-        py::list errors;
-        for (const auto& e : r.errors) errors.append(dte_py::issue_dict(e));
-        d["errors"] = std::move(errors);
-        d["warnings"] = r.warnings;
-        return d;
+        return dte_py::parse_result_dict(r);
       },
       py::arg("text"), py::arg("state") = "");
+  m.def(
+      "rcv_download",
+      [](dte::sii::Client& client, const std::string& company_rut, const std::string& period,
+         const std::string& kind, const std::string& state, const std::vector<int>& doc_types,
+         const std::string& base_url) {
+        dte::rcv::DownloadRequest req{company_rut, period, kind, state, doc_types, base_url};
+        auto r = nogil([&] { return dte::rcv::download(client, req); });
+        py::dict d;
+        d["period"] = r.period;
+        d["kind"] = r.kind;
+        d["state"] = r.state;
+        py::list summary;
+        for (const auto& t : r.summary) {
+          py::dict x;
+          x["doc_type"] = t.doc_type;
+          x["documents"] = t.documents;
+          x["exempt"] = t.exempt;
+          x["net"] = t.net;
+          x["vat"] = t.vat;
+          x["total"] = t.total;
+          summary.append(std::move(x));
+        }
+        d["summary"] = std::move(summary);
+        d["csv"] = py::bytes(r.csv);
+        d["parsed"] = dte_py::parse_result_dict(r.parsed);
+        d["requests"] = r.requests;
+        return d;
+      },
+      py::arg("client"), py::arg("company_rut"), py::arg("period"), py::arg("kind"),
+      py::arg("state") = "", py::arg("doc_types") = std::vector<int>{}, py::arg("base_url") = "");
   m.def(
       "rcv_reconcile",
       [](const py::list& rows, const py::list& documents, const std::string& owner_rut,

@@ -75,6 +75,7 @@ void bind_errors(py::module_& m) {
 void register_sii(pybind11::module_& m);  // cpp/bindings/sii.cpp
 void register_reception(pybind11::module_& m);  // cpp/bindings/reception.cpp
 void register_books(pybind11::module_& m);  // cpp/bindings/books.cpp
+void register_redis(pybind11::module_& m);  // cpp/bindings/redis.cpp
 
 PYBIND11_MODULE(_core, m) {
   namespace py = pybind11;
@@ -98,4 +99,5 @@ PYBIND11_MODULE(_core, m) {
   register_sii(m);
   register_reception(m);
   register_books(m);
+  register_redis(m);
 }

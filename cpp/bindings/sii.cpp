@@ -5,6 +5,7 @@
 #include "common.hpp"
 #include "dte/cert.hpp"
 #include "dte/sii_client.hpp"
+#include "dte/redis.hpp"
 
 namespace dte_py {
 
@@ -71,6 +72,12 @@ dte::sii::ClientConfig config_from(const py::dict& d) {
   c.ca_file = get_or<std::string>(d, "ca_file", c.ca_file);
   c.batch_threads = get_or<unsigned>(d, "batch_threads", c.batch_threads);
   c.random_seed = get_or<std::uint64_t>(d, "random_seed", c.random_seed);
+  // Shared tokens, breakers and rate limit over every process (dte/redis.hpp).
+  std::string redis_url = get_or<std::string>(d, "redis_url", "");
+  if (!redis_url.empty())
+    c.shared = dte::redis::shared_state(redis_url, get_or<std::string>(d, "redis_prefix", "dte"));
+  c.rate_per_s = get_or<double>(d, "rate_per_s", c.rate_per_s);
+  c.rate_burst = get_or<double>(d, "rate_burst", c.rate_burst);
   return c;
 }
 
@@ -126,6 +133,17 @@ py::dict to_dict(const dte::sii::DocumentStatus& s) {
   d["err_code"] = s.err_code;
   d["glosa"] = s.glosa;
   d["description"] = s.description;
+  d["final"] = s.final;
+  d["verdict"] = s.verdict;
+  return d;
+}
+
+py::dict to_dict(const dte::sii::MailResendResult& m) {
+  py::dict d;
+  d["code"] = m.code;
+  d["glosa"] = m.glosa;
+  d["description"] = m.description;
+  d["ok"] = m.ok();
   return d;
 }
 
@@ -246,10 +264,18 @@ void bind_sii(py::module_& m) {
           py::arg("force_dte_upload") = false)
       .def(
           "envelope_status",
-          [](Client& c, const std::string& track_id, const std::string& company, bool boleta) {
-            return to_dict(nogil([&] { return c.envelope_status(track_id, company, boleta); }));
+          [](Client& c, const std::string& track_id, const std::string& company, bool boleta,
+             const std::string& kind) {
+            auto k = dte::sii::envelope_kind_from_string(kind);
+            return to_dict(nogil([&] { return c.envelope_status(track_id, company, boleta, k); }));
           },
-          py::arg("track_id"), py::arg("company_rut"), py::arg("boleta") = false)
+          py::arg("track_id"), py::arg("company_rut"), py::arg("boleta") = false, py::arg("kind") = "auto")
+      .def(
+          "resend_mail",
+          [](Client& c, const std::string& track_id, const std::string& company) {
+            return to_dict(nogil([&] { return c.resend_mail(track_id, company); }));
+          },
+          py::arg("track_id"), py::arg("company_rut"))
       .def(
           "document_status",
           [](Client& c, const py::dict& q, bool advanced) {
@@ -318,6 +344,24 @@ void bind_sii(py::module_& m) {
         return out;
       },
       py::arg("envelope"));
+  m.def("sii_state_table", [] {
+    py::list out;
+    for (const auto& r : dte::sii::state_table()) {
+      py::dict d;
+      d["service"] = r.service;
+      d["code"] = r.code;
+      d["meaning"] = r.meaning;
+      d["final"] = r.final;
+      d["verdict"] = r.verdict;
+      d["source"] = r.source;
+      out.append(d);
+    }
+    return out;
+  });
+  m.def(
+      "sii_envelope_kind_of_root",
+      [](const std::string& root) { return dte::sii::to_string(dte::sii::envelope_kind_of_root(root)); },
+      py::arg("root"));
   m.def("sii_default_endpoints", [](const std::string& env, const std::string& base) {
     return endpoints_dict(dte::sii::default_endpoints(dte::sii::environment_from_string(env), base));
   }, py::arg("environment"), py::arg("base_url") = "");

@@ -120,6 +120,26 @@ void fields(std::string& out, const json& o, std::initializer_list<const char*> 
 const std::set<std::string> kTipoOperacion = {"COMPRA", "VENTA"};
 const std::set<std::string> kTipoLibro = {"MENSUAL", "ESPECIAL", "RECTIFICA"};
 
+// TipoEnvio and NroSegmento of a book's Caratula: TOTAL (one complete send), or PARCIAL / FINAL
+// segments numbered from 1 (PROTOCOL.md section 11; Formato IECV). AJUSTE is not supported.
+std::string envio_of(const json& cin, json& c) {
+  std::string envio = present(cin, "TipoEnvio") ? as_text(cin["TipoEnvio"], "Caratula.TipoEnvio") : "TOTAL";
+  if (envio != "TOTAL" && envio != "PARCIAL" && envio != "FINAL")
+    throw DocumentError("libro.unsupported", "Caratula.TipoEnvio '" + envio +
+                                                 "': TOTAL, or PARCIAL/FINAL segments, are supported");
+  c["TipoEnvio"] = envio;
+  if (envio == "TOTAL") {
+    if (present(cin, "NroSegmento"))
+      throw DocumentError("libro.caratula", "Caratula.NroSegmento only goes with TipoEnvio PARCIAL or FINAL");
+    return envio;
+  }
+  long long nro = present(cin, "NroSegmento") ? as_int(cin["NroSegmento"], "Caratula.NroSegmento") : 0;
+  if (nro < 1 || nro > 999999)
+    throw DocumentError("libro.caratula", "Caratula.NroSegmento (1..999999) is required for TipoEnvio " + envio);
+  c["NroSegmento"] = nro;
+  return envio;
+}
+
 struct Caratula {
   json out = json::object();
 };
@@ -567,8 +587,8 @@ void write_cv_detail(std::string& out, const json& d) {
   out += "</Detalle>\n";
 }
 
-void write_cv_totals(std::string& out, const json& t) {
-  out += "<TotalesPeriodo>\n";
+void write_cv_totals(std::string& out, const json& t, const char* element = "TotalesPeriodo") {
+  out += std::string("<") + element + ">\n";
   fields(out, t, {"TpoDoc", "TpoImp", "TotDoc", "TotAnulado", "TotOpExe", "TotMntExe",
                   "TotMntNeto", "TotOpIVARec", "TotMntIVA", "TotOpActivoFijo",
                   "TotMntActivoFijo", "TotMntIVAActivoFijo"});
@@ -602,11 +622,12 @@ void write_cv_totals(std::string& out, const json& t) {
   fields(out, t, {"TotMntTotal", "TotOpIVANoRetenido", "TotIVANoRetenido", "TotMntNoFact",
                   "TotMntPeriodo", "TotPsjNac", "TotPsjInt", "TotTabPuros", "TotTabCigarrillos",
                   "TotTabElaborado", "TotImpVehiculo"});
-  out += "</TotalesPeriodo>\n";
+  out += std::string("</") + element + ">\n";
 }
 
-std::string libro_id(const std::string& prefix, const std::string& periodo) {
+std::string libro_id(const std::string& prefix, const std::string& periodo, const json& caratula) {
   std::string id = prefix + "_" + periodo;
+  if (caratula.contains("NroSegmento")) id += "_S" + std::to_string(caratula["NroSegmento"].get<long long>());
   return id;
 }
 
@@ -687,13 +708,9 @@ json normalize_libro_cv(const json& input) {
   std::string tipo = present(cin, "TipoLibro") ? as_text(cin["TipoLibro"], "Caratula.TipoLibro") : "MENSUAL";
   if (!kTipoLibro.count(tipo))
     throw DocumentError("libro.caratula", "Caratula.TipoLibro must be MENSUAL, ESPECIAL or RECTIFICA");
-  std::string envio = present(cin, "TipoEnvio") ? as_text(cin["TipoEnvio"], "Caratula.TipoEnvio") : "TOTAL";
-  if (envio != "TOTAL")
-    throw DocumentError("libro.unsupported",
-                        "Caratula.TipoEnvio '" + envio + "': only TOTAL (one complete send) is supported");
   c["TipoOperacion"] = op;
   c["TipoLibro"] = tipo;
-  c["TipoEnvio"] = envio;
+  const std::string envio = envio_of(cin, c);
   if (present(cin, "FolioNotificacion")) {
     long long f = as_int(cin["FolioNotificacion"], "Caratula.FolioNotificacion");
     if (f <= 0) throw DocumentError("libro.caratula", "Caratula.FolioNotificacion must be positive");
@@ -742,8 +759,66 @@ json normalize_libro_cv(const json& input) {
   json out = json::object();
   out["Caratula"] = c;
   if (fct > 0) out["FctProp"] = rate_json(fct);
-  out["ResumenPeriodo"] = resumen;
+  if (envio == "TOTAL") {
+    out["ResumenPeriodo"] = resumen;
+  } else {
+    // A segment: its own totals; the FINAL one also the whole period's (segment_libro_cv computes
+    // them from every segment's detail and passes them in).
+    for (json& t : resumen) {
+      t.erase("FctProp");
+      t.erase("TotCredIVAUsoComun");
+      t.erase("TotImpVehiculo");
+    }
+    out["ResumenSegmento"] = resumen;
+    if (envio == "FINAL") {
+      if (!input.contains("ResumenPeriodo") || !input["ResumenPeriodo"].is_array() ||
+          input["ResumenPeriodo"].empty())
+        throw DocumentError("libro.caratula",
+                            "the FINAL segment needs ResumenPeriodo: the totals of the whole period "
+                            "(segment_libro_cv computes them)");
+      for (const json& t : input["ResumenPeriodo"])
+        if (!t.is_object() || !t.contains("TpoDoc"))
+          throw DocumentError("libro.field", "ResumenPeriodo entries need TpoDoc");
+      if (input["ResumenPeriodo"].size() > 40)
+        throw DocumentError("libro.field", "at most 40 document types per book");
+      out["ResumenPeriodo"] = input["ResumenPeriodo"];
+    }
+  }
   out["Detalle"] = detalle;
+  return out;
+}
+
+std::vector<json> segment_libro_cv(const json& input, std::size_t max_detail) {
+  if (max_detail == 0) throw DocumentError("libro.field", "a segment holds at least one Detalle entry");
+  json whole = normalize_libro_cv(input);  // validates everything once, and the period's totals
+  const json list = input.contains("Detalle") ? as_list(input["Detalle"]) : json::array();
+  std::vector<json> out;
+  if (list.size() <= max_detail) {
+    json one = input;
+    one["Caratula"]["TipoEnvio"] = "TOTAL";
+    one["Caratula"].erase("NroSegmento");
+    out.push_back(std::move(one));
+    return out;
+  }
+  const std::size_t n = (list.size() + max_detail - 1) / max_detail;
+  for (std::size_t i = 0; i < n; ++i) {
+    json seg = input;
+    seg.erase("ResumenPeriodo");
+    seg["Caratula"]["TipoEnvio"] = i + 1 == n ? "FINAL" : "PARCIAL";
+    seg["Caratula"]["NroSegmento"] = static_cast<long long>(i + 1);
+    json part = json::array();
+    for (std::size_t k = i * max_detail; k < std::min(list.size(), (i + 1) * max_detail); ++k) part.push_back(list[k]);
+    seg["Detalle"] = std::move(part);
+    if (i + 1 == n) seg["ResumenPeriodo"] = whole["ResumenPeriodo"];
+    out.push_back(std::move(seg));
+  }
+  return out;
+}
+
+std::vector<std::string> sign_libro_cv_segments(const json& input, const Certificate& cert,
+                                                std::size_t max_detail, const SignOptions& options) {
+  std::vector<std::string> out;
+  for (const json& seg : segment_libro_cv(input, max_detail)) out.push_back(sign_libro_cv(seg, cert, options));
   return out;
 }
 
@@ -754,7 +829,7 @@ std::string sign_libro_cv(const json& input, const Certificate& cert, const Sign
   check_cert(cert, tmst);
   const std::string envia = rut_envia(c, cert);
   const std::string id = libro_id(c["TipoOperacion"].get<std::string>() == "COMPRA" ? "LC" : "LV",
-                                  c["PeriodoTributario"].get<std::string>());
+                                  c["PeriodoTributario"].get<std::string>(), c);
   std::string out;
   out.reserve(4096 + n["Detalle"].size() * 400);
   out += "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n"
@@ -765,9 +840,14 @@ std::string sign_libro_cv(const json& input, const Certificate& cert, const Sign
   el(out, "RutEmisorLibro", c["RutEmisorLibro"]);
   el(out, "RutEnvia", envia);
   fields(out, c, {"PeriodoTributario", "FchResol", "NroResol", "TipoOperacion", "TipoLibro",
-                  "TipoEnvio", "FolioNotificacion", "CodAutRec"});
+                  "TipoEnvio", "NroSegmento", "FolioNotificacion", "CodAutRec"});
   out += "</Caratula>\n";
-  if (!n["ResumenPeriodo"].empty()) {
+  if (n.contains("ResumenSegmento") && !n["ResumenSegmento"].empty()) {
+    out += "<ResumenSegmento>\n";
+    for (const json& t : n["ResumenSegmento"]) write_cv_totals(out, t, "TotalesSegmento");
+    out += "</ResumenSegmento>\n";
+  }
+  if (n.contains("ResumenPeriodo") && !n["ResumenPeriodo"].empty()) {
     out += "<ResumenPeriodo>\n";
     for (const json& t : n["ResumenPeriodo"]) write_cv_totals(out, t);
     out += "</ResumenPeriodo>\n";
@@ -788,11 +868,8 @@ json normalize_libro_guia(const json& input) {
   if (tipo != "ESPECIAL")
     throw DocumentError("libro.caratula",
                         "Caratula.TipoLibro of a Libro de Guías can only be ESPECIAL (SII asks for it)");
-  std::string envio = present(cin, "TipoEnvio") ? as_text(cin["TipoEnvio"], "Caratula.TipoEnvio") : "TOTAL";
-  if (envio != "TOTAL")
-    throw DocumentError("libro.unsupported", "Caratula.TipoEnvio '" + envio + "': only TOTAL is supported");
   c["TipoLibro"] = tipo;
-  c["TipoEnvio"] = envio;
+  const std::string envio = envio_of(cin, c);
   if (!present(cin, "FolioNotificacion"))
     throw DocumentError("libro.caratula", "Caratula.FolioNotificacion is required for a Libro de Guías");
   long long f = as_int(cin["FolioNotificacion"], "Caratula.FolioNotificacion");
@@ -852,8 +929,54 @@ json normalize_libro_guia(const json& input) {
   }
   json out = json::object();
   out["Caratula"] = c;
-  out["ResumenPeriodo"] = r;
+  if (envio == "TOTAL") {
+    out["ResumenPeriodo"] = r;
+  } else {
+    out["ResumenSegmento"] = r;
+    if (envio == "FINAL") {
+      if (!input.contains("ResumenPeriodo") || !input["ResumenPeriodo"].is_object() ||
+          !input["ResumenPeriodo"].contains("TotGuiaVenta"))
+        throw DocumentError("libro.caratula",
+                            "the FINAL segment needs ResumenPeriodo: the totals of the whole period "
+                            "(segment_libro_guia computes them)");
+      out["ResumenPeriodo"] = input["ResumenPeriodo"];
+    }
+  }
   out["Detalle"] = detalle;
+  return out;
+}
+
+std::vector<json> segment_libro_guia(const json& input, std::size_t max_detail) {
+  if (max_detail == 0) throw DocumentError("libro.field", "a segment holds at least one Detalle entry");
+  json whole = normalize_libro_guia(input);
+  const json list = input.contains("Detalle") ? as_list(input["Detalle"]) : json::array();
+  std::vector<json> out;
+  if (list.size() <= max_detail) {
+    json one = input;
+    one["Caratula"]["TipoEnvio"] = "TOTAL";
+    one["Caratula"].erase("NroSegmento");
+    out.push_back(std::move(one));
+    return out;
+  }
+  const std::size_t n = (list.size() + max_detail - 1) / max_detail;
+  for (std::size_t i = 0; i < n; ++i) {
+    json seg = input;
+    seg.erase("ResumenPeriodo");
+    seg["Caratula"]["TipoEnvio"] = i + 1 == n ? "FINAL" : "PARCIAL";
+    seg["Caratula"]["NroSegmento"] = static_cast<long long>(i + 1);
+    json part = json::array();
+    for (std::size_t k = i * max_detail; k < std::min(list.size(), (i + 1) * max_detail); ++k) part.push_back(list[k]);
+    seg["Detalle"] = std::move(part);
+    if (i + 1 == n) seg["ResumenPeriodo"] = whole["ResumenPeriodo"];
+    out.push_back(std::move(seg));
+  }
+  return out;
+}
+
+std::vector<std::string> sign_libro_guia_segments(const json& input, const Certificate& cert,
+                                                  std::size_t max_detail, const SignOptions& options) {
+  std::vector<std::string> out;
+  for (const json& seg : segment_libro_guia(input, max_detail)) out.push_back(sign_libro_guia(seg, cert, options));
   return out;
 }
 
@@ -863,7 +986,7 @@ std::string sign_libro_guia(const json& input, const Certificate& cert, const Si
   const std::string tmst = timestamp(options);
   check_cert(cert, tmst);
   const std::string envia = rut_envia(c, cert);
-  const std::string id = libro_id("LG", c["PeriodoTributario"].get<std::string>());
+  const std::string id = libro_id("LG", c["PeriodoTributario"].get<std::string>(), c);
   std::string out;
   out += "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n"
          "<LibroGuia xmlns=\"http://www.sii.cl/SiiDte\" "
@@ -872,18 +995,22 @@ std::string sign_libro_guia(const json& input, const Certificate& cert, const Si
          "<EnvioLibro ID=\"" + id + "\">\n<Caratula>\n";
   el(out, "RutEmisorLibro", c["RutEmisorLibro"]);
   el(out, "RutEnvia", envia);
-  fields(out, c, {"PeriodoTributario", "FchResol", "NroResol", "TipoLibro", "TipoEnvio",
+  fields(out, c, {"PeriodoTributario", "FchResol", "NroResol", "TipoLibro", "TipoEnvio", "NroSegmento",
                   "FolioNotificacion"});
-  out += "</Caratula>\n<ResumenPeriodo>\n";
-  const json& r = n["ResumenPeriodo"];
-  fields(out, r, {"TotFolAnulado", "TotGuiaAnulada", "TotGuiaVenta", "TotMntGuiaVta", "TotMntModificado"});
-  if (r.contains("TotTraslado"))
-    for (const json& t : r["TotTraslado"]) {
-      out += "<TotTraslado>\n";
-      fields(out, t, {"TpoTraslado", "CantGuia", "MntGuia"});
-      out += "</TotTraslado>\n";
-    }
-  out += "</ResumenPeriodo>\n";
+  out += "</Caratula>\n";
+  for (const char* element : {"ResumenSegmento", "ResumenPeriodo"}) {
+    if (!n.contains(element)) continue;
+    const json& r = n[element];
+    out += std::string("<") + element + ">\n";
+    fields(out, r, {"TotFolAnulado", "TotGuiaAnulada", "TotGuiaVenta", "TotMntGuiaVta", "TotMntModificado"});
+    if (r.contains("TotTraslado"))
+      for (const json& t : r["TotTraslado"]) {
+        out += "<TotTraslado>\n";
+        fields(out, t, {"TpoTraslado", "CantGuia", "MntGuia"});
+        out += "</TotTraslado>\n";
+      }
+    out += std::string("</") + element + ">\n";
+  }
   for (const json& d : n["Detalle"]) {
     out += "<Detalle>\n";
     for (const char* k : {"Folio", "Anulado", "Operacion", "TpoOper", "FchDoc", "RUTDoc", "RznSoc",

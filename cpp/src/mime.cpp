@@ -7,6 +7,8 @@
 #include <memory>
 #include <mutex>
 
+#include "mime_zip.hpp"
+
 namespace dte::mime {
 namespace {
 
@@ -175,9 +177,8 @@ struct Walker {
                  std::to_string(limits.max_attachment_bytes) + " bytes");
       return;
     }
-    if (zip || (data.size() >= 4 && data.compare(0, 4, "PK\x03\x04") == 0)) {
-      refuse(filename, type, path, "mime.zip_unsupported",
-             "zip archives are not opened; ask the sender for the XML itself");
+    if (zip || detail::looks_like_zip(data)) {
+      unzip(filename, type, path, data);
       return;
     }
     if (gz || (data.size() >= 2 && data[0] == '\x1f' && data[1] == '\x8b')) {
@@ -201,6 +202,30 @@ struct Walker {
       return;  // a PDF, an image...: not ours to read
     }
     out.xml.push_back(XmlAttachment{filename, type, charset, path, std::move(data)});
+  }
+
+  // Every XML entry of a zip becomes an attachment of its own ("1.2/zip:3"); refusals name the
+  // archive and the entry. Entries that are neither XML nor named so (a PDF) are not ours to read.
+  void unzip(const std::string& filename, const std::string& type, const std::string& path,
+             const std::string& data) {
+    detail::ZipContents zc = detail::read_zip(data, limits);
+    const std::string archive = filename.empty() ? std::string("zip attachment") : filename;
+    for (auto& p : zc.problems) {
+      std::string where = p.index.empty() ? path : path + "/zip:" + p.index;
+      std::string what = p.name.empty() ? archive : archive + ": " + p.name;
+      refuse(what, type, where, p.code.c_str(), std::move(p.reason));
+    }
+    for (auto& m : zc.members) {
+      std::string where = path + "/zip:" + m.index;
+      const std::string lname = lower(m.name);
+      if (!looks_like_xml(m.data)) {
+        if (ends_with(lname, ".xml"))
+          refuse(archive + ": " + m.name, "application/xml", where, "mime.not_xml",
+                 "the zip entry is named as XML but its content is not XML");
+        continue;
+      }
+      out.xml.push_back(XmlAttachment{m.name, "application/xml", "", where, std::move(m.data)});
+    }
   }
 
   bool gunzip(const std::string& in, std::string& out_bytes) const {

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "dte/rut.hpp"
@@ -106,12 +107,25 @@ int to_int(std::string_view s, int fallback = 0) {
 
 const std::set<std::string, std::less<>> kInProgress = {"REC", "SOK", "CRT", "FOK", "PDR", "PRD",
                                                         "004", "005", "007", "106", "107", "-8"};
-const std::set<std::string, std::less<>> kRejectedStates = {"RCH", "RCT", "RFR", "RSC",
+const std::set<std::string, std::less<>> kRejectedStates = {"RCH", "RCT", "RFR", "RSC", "RCS",
                                                             "RCO", "VOF", "RPT"};
+// Book (LibroCV/LibroGuia) states: LOK [IMPL] consistent book; LRH [IMPL] rejected; LNC LRF LRS
+// [UNCERTAIN] book not consistent / signature / schema.
+const std::set<std::string, std::less<>> kBookRejected = {"LRH", "LNC", "LRF", "LRS"};
 
 void classify_final(EnvelopeStatus& s) {
   const std::string& e = s.sii_state;
-  if (kInProgress.count(e)) {
+  if (e == "LOK") {
+    s.state = EnvelopeState::kAccepted;
+    s.final = true;
+  } else if (kBookRejected.count(e)) {
+    s.state = EnvelopeState::kRejected;
+    s.final = true;
+  } else if (e == "EPR" && s.counts.empty()) {
+    // Books and the boleta summary have no per-type counts; interpret_est_up decides by kind.
+    s.state = EnvelopeState::kAccepted;
+    s.final = true;
+  } else if (kInProgress.count(e)) {
     s.state = EnvelopeState::kInProgress;
     s.final = false;
   } else if (e == "EPR") {
@@ -292,7 +306,9 @@ void check_upload_status(const UploadAnswer& a) {
   }
 }
 
-EnvelopeStatus interpret_est_up(const Respuesta& r) {
+EnvelopeStatus interpret_est_up(const Respuesta& r) { return interpret_est_up(r, EnvelopeKind::kAuto); }
+
+EnvelopeStatus interpret_est_up(const Respuesta& r, EnvelopeKind kind) {
   EnvelopeStatus s;
   s.track_id = r.hdr("TRACKID");
   s.sii_state = r.hdr("ESTADO");
@@ -327,7 +343,7 @@ EnvelopeStatus interpret_est_up(const Respuesta& r) {
     else if (k == "REPAROS") c.objections = to_int(v);
   }
   classify_final(s);
-  if (s.sii_state == "EPR" && s.counts.empty())
+  if (s.sii_state == "EPR" && s.counts.empty() && kind == EnvelopeKind::kDocuments)
     throw SiiMalformedAnswer("sii.no_counts", "QueryEstUp EPR without document counts");
   return s;
 }
@@ -380,6 +396,35 @@ EnvelopeStatus interpret_boleta_status(std::string_view json_text) {
   return s;
 }
 
+namespace {
+
+void classify_document(DocumentStatus& d) {
+  switch (d.state) {
+    case DocumentState::kReceived:
+    case DocumentState::kModifiedByNote:
+    case DocumentState::kAnnulledByNote:
+      d.final = true;
+      d.verdict = "accepted";
+      break;
+    case DocumentState::kDataMismatch:
+      d.final = true;
+      d.verdict = "accepted_with_objections";
+      break;
+    case DocumentState::kFolioNotAuthorized:
+    case DocumentState::kFolioAnnulled:
+    case DocumentState::kCompanyNotAuthorized:
+      d.final = true;
+      d.verdict = "rejected";
+      break;
+    case DocumentState::kNotReceived:
+      d.final = false;
+      d.verdict = "not_received";
+      break;
+  }
+}
+
+}  // namespace
+
 DocumentStatus interpret_doc_state(std::string_view estado, std::string_view err_code,
                                    std::string_view glosa) {
   DocumentStatus d;
@@ -406,6 +451,7 @@ DocumentStatus interpret_doc_state(std::string_view estado, std::string_view err
   if (auto it = table.find(e); it != table.end()) {
     d.state = it->second.first;
     d.description = it->second.second;
+    classify_document(d);
     return d;
   }
   if (!e.empty() && e[0] == '-')
@@ -468,6 +514,144 @@ std::string parse_reception_date_answer(std::string_view soap) {
   xmlNode* ret = nullptr;
   auto doc = reclamo_doc(soap, ret);
   return trim(node_text(ret));
+}
+
+MailResendResult interpret_mail_resend(const Respuesta& r) {
+  MailResendResult m;
+  std::string estado = r.hdr("ESTADO");
+  m.glosa = r.hdr("GLOSA");
+  if (estado.empty()) throw SiiMalformedAnswer("sii.no_estado", "reenvioCorreo answer without ESTADO");
+  std::string msg = "reenvioCorreo ESTADO " + estado + ": " + m.glosa;
+  if (estado == "104" || estado == "001" || estado == "002" || estado == "003")
+    throw SiiAuthError("sii.token_expired", msg);
+  static const std::map<std::string, std::pair<const char*, const char*>, std::less<>> rejected = {
+      {"101", {"sii.mail.bad_rut", "error in the company RUT check digit"}},
+      {"102", {"sii.mail.missing_data", "input data missing"}},
+      {"105", {"sii.mail.unknown_trackid", "track id does not exist"}},
+      {"106", {"sii.mail.not_authorized", "the authenticated user has no rights on the company"}},
+      {"114", {"sii.mail.not_processed", "the upload has not finished its validation: no e-mail exists yet"}},
+  };
+  if (auto it = rejected.find(estado); it != rejected.end())
+    throw SiiRejected(it->second.first, msg + " (" + it->second.second + ")", estado);
+  static const std::set<std::string, std::less<>> internal = {"103", "107", "108", "110", "111", "112", "113"};
+  if (internal.count(estado))
+    throw SiiTransportError("sii.mail.internal", msg + " (SII internal error)", false);
+  if (trim(estado) == "0" || estado == "00") {
+    m.code = 0;
+    m.description = "request received: SII e-mails the upload result to the company's address";
+    return m;
+  }
+  throw SiiMalformedAnswer("sii.unknown_state", "unknown reenvioCorreo state '" + estado + "' (" + m.glosa + ")");
+}
+
+std::string to_string(EnvelopeKind k) {
+  switch (k) {
+    case EnvelopeKind::kAuto: return "auto";
+    case EnvelopeKind::kDocuments: return "documents";
+    case EnvelopeKind::kBook: return "book";
+  }
+  return "?";
+}
+
+EnvelopeKind envelope_kind_from_string(std::string_view s) {
+  if (s == "auto" || s.empty()) return EnvelopeKind::kAuto;
+  if (s == "documents") return EnvelopeKind::kDocuments;
+  if (s == "book") return EnvelopeKind::kBook;
+  throw DteError("sii.bad_kind", "envelope kind must be auto, documents or book, not '" + std::string(s) + "'");
+}
+
+EnvelopeKind envelope_kind_of_root(std::string_view root) {
+  if (root == "EnvioDTE" || root == "EnvioBOLETA") return EnvelopeKind::kDocuments;
+  if (root == "LibroCompraVenta" || root == "LibroCV" || root == "LibroGuia" || root == "LibroBoleta" ||
+      root == "ConsumoFolios")
+    return EnvelopeKind::kBook;
+  return EnvelopeKind::kAuto;
+}
+
+const std::vector<StateInfo>& state_table() {
+  static const std::vector<StateInfo> table = {
+      // DTEUpload RECEPCIONDTE/STATUS (PROTOCOL §3.1)
+      {"upload", "0", "upload ok, TRACKID assigned", false, "in_progress", "OFFICIAL"},
+      {"upload", "1", "sender not authorized to send for the company", true, "rejected", "OFFICIAL"},
+      {"upload", "2", "file size error (too big or too small)", true, "rejected", "OFFICIAL"},
+      {"upload", "3", "file truncated (retried)", false, "error", "OFFICIAL"},
+      {"upload", "5", "not authenticated (token renewed, upload repeated once)", false, "token", "OFFICIAL"},
+      {"upload", "6", "company not authorized to send", true, "rejected", "OFFICIAL"},
+      {"upload", "7", "invalid schema (DETAIL/ERROR)", true, "rejected", "OFFICIAL"},
+      {"upload", "8", "signature error", true, "rejected", "OFFICIAL"},
+      {"upload", "9", "system blocked (retried later)", false, "error", "OFFICIAL"},
+      {"upload", "99", "file already received (duplicate = success)", false, "in_progress", "IMPL"},
+      // QueryEstUp ESTADO (PROTOCOL §4.1)
+      {"estup", "REC", "envelope received", false, "in_progress", "IMPL"},
+      {"estup", "SOK", "schema validated", false, "in_progress", "IMPL"},
+      {"estup", "CRT", "caratula ok", false, "in_progress", "IMPL"},
+      {"estup", "FOK", "envelope signature validated", false, "in_progress", "IMPL"},
+      {"estup", "PDR", "envelope being processed", false, "in_progress", "IMPL"},
+      {"estup", "PRD", "envelope being processed (other spelling; Odoo: rejected)", false, "in_progress", "IMPL"},
+      {"estup", "EPR", "envelope processed: verdict from the counts (rejected > 0 -> rejected, "
+                       "objections > 0 -> accepted_with_objections, accepted == informed -> accepted); "
+                       "without counts: books/RVD accepted, EnvioDTE sii.no_counts",
+       true, "accepted", "IMPL"},
+      {"estup", "RPR", "accepted with objections", true, "accepted_with_objections", "IMPL"},
+      {"estup", "RLV", "accepted with minor objections (Odoo: rejected)", true, "accepted_with_objections", "IMPL"},
+      {"estup", "RCH", "rejected (document errors)", true, "rejected", "IMPL"},
+      {"estup", "RCT", "rejected: caratula error", true, "rejected", "IMPL"},
+      {"estup", "RFR", "rejected: signature error", true, "rejected", "IMPL"},
+      {"estup", "RSC", "rejected: schema error", true, "rejected", "IMPL"},
+      {"estup", "RCS", "rejected: schema/consistency error (other spelling)", true, "rejected", "UNCERTAIN"},
+      {"estup", "RCO", "rejected: consistency error", true, "rejected", "IMPL"},
+      {"estup", "VOF", ".xml file not found", true, "rejected", "IMPL"},
+      {"estup", "RPT", "repeated envelope (duplicate = true)", true, "rejected", "IMPL"},
+      {"estup", "001", "cookie/token inactive (renew, repeat once)", false, "token", "IMPL"},
+      {"estup", "002", "token inactive (renew, repeat once)", false, "token", "IMPL"},
+      {"estup", "003", "token does not exist (renew, repeat once)", false, "token", "IMPL"},
+      {"estup", "-11", "query error: ERR_CODE 2 / SRV_CODE 2 not processed yet (in_progress); "
+                       "ERR_CODE 1 envelope not of this company (sii.status.-11)", false, "error", "IMPL"},
+      {"estup", "004 005 007 106 107 -8", "undocumented, treated as in progress", false, "in_progress", "IMPL"},
+      {"estup", "-1..-14", "query errors (-3 user RUT unknown, -6 user not authorized): sii.status.<code>",
+       true, "error", "IMPL"},
+      // Books (LibroCV/LibroGuia) through QueryEstUp
+      {"estup_book", "EPR", "book/RVD processed (no per-type counts)", true, "accepted", "IMPL"},
+      {"estup_book", "LOK", "book consistent (not 'set approved')", true, "accepted", "IMPL"},
+      {"estup_book", "LRH", "book rejected", true, "rejected", "IMPL"},
+      {"estup_book", "LNC", "book not consistent", true, "rejected", "UNCERTAIN"},
+      {"estup_book", "LRF", "book rejected: signature error", true, "rejected", "UNCERTAIN"},
+      {"estup_book", "LRS", "book rejected: schema error", true, "rejected", "UNCERTAIN"},
+      // Boleta REST envelope (PROTOCOL §4.4): same letters as QueryEstUp; per document:
+      {"boleta_envelope", "REC/EPR/RCT/RSC/RFR/RCH/RPT", "as QueryEstUp; EPR with detalle_rep_rech null = ask again",
+       false, "in_progress", "IMPL"},
+      {"boleta_envelope", "404", "unknown track id: sii.status.unknown_trackid", true, "error", "IMPL"},
+      {"boleta_envelope", "DOK", "document accepted", true, "accepted", "IMPL"},
+      {"boleta_envelope", "RPR", "document accepted with objections", true, "accepted_with_objections", "IMPL"},
+      {"boleta_envelope", "RLV", "document accepted with minor objections", true, "accepted_with_objections", "IMPL"},
+      {"boleta_envelope", "RCH", "document rejected", true, "rejected", "IMPL"},
+      // QueryEstDte / QueryEstDteAv / boleta document status (PROTOCOL §4.2)
+      {"estdte", "DOK", "received by SII, data match", true, "accepted", "IMPL"},
+      {"estdte", "DNK", "received by SII, data (date/amount/receiver/signature) do not match", true,
+       "accepted_with_objections", "IMPL"},
+      {"estdte", "FAU", "folio not received by SII", false, "not_received", "IMPL"},
+      {"estdte", "FNA", "folio not authorized (outside every CAF SII issued)", true, "rejected", "IMPL"},
+      {"estdte", "FAN", "folio annulled", true, "rejected", "IMPL"},
+      {"estdte", "EMP", "company not authorized to issue DTE", true, "rejected", "IMPL"},
+      {"estdte", "TMD", "a debit note modifies the text", true, "accepted", "IMPL"},
+      {"estdte", "TMC", "a credit note modifies the text", true, "accepted", "IMPL"},
+      {"estdte", "MMD", "a debit note modifies amounts", true, "accepted", "IMPL"},
+      {"estdte", "MMC", "a credit note modifies amounts", true, "accepted", "IMPL"},
+      {"estdte", "AND", "a debit note annuls the document", true, "accepted", "IMPL"},
+      {"estdte", "ANC", "a credit note annuls the document", true, "accepted", "IMPL"},
+      {"estdte", "001/002/003", "token (renew, repeat once)", false, "token", "IMPL"},
+      {"estdte", "-1..-4", "query errors: sii.docstatus.<code>", true, "error", "IMPL"},
+      // wsDTECorreo.reenvioCorreo
+      {"correo", "0", "request received: SII e-mails the upload result again", true, "ok", "IMPL"},
+      {"correo", "101", "error in the company RUT check digit", true, "error", "IMPL"},
+      {"correo", "102", "input data missing", true, "error", "IMPL"},
+      {"correo", "104", "token inactive or missing (renew, repeat once)", false, "token", "IMPL"},
+      {"correo", "105", "track id does not exist", true, "error", "IMPL"},
+      {"correo", "106", "user has no rights on the company", true, "error", "IMPL"},
+      {"correo", "114", "upload not validated yet: no e-mail exists (ask later)", false, "error", "IMPL"},
+      {"correo", "103 107 108 110-113", "SII internal error (retried)", false, "error", "IMPL"},
+  };
+  return table;
 }
 
 std::vector<DocumentQuery> documents_of_envelope(std::string_view envelope_xml) {

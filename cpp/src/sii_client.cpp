@@ -161,6 +161,22 @@ struct Client::Impl {
     return *b;
   }
 
+  // The endpoint's breaker: the shared one when configured, else this client's.
+  bool breaker_allow(const std::string& endpoint) {
+    CircuitBreaker& br = breaker(endpoint);  // also remembers the name for breaker_states()
+    return cfg.shared ? cfg.shared->breaker_allow(endpoint, cfg.breaker) : br.allow(mono_now());
+  }
+
+  void breaker_record(const std::string& endpoint, bool ok) {
+    CircuitBreaker& br = breaker(endpoint);
+    if (cfg.shared)
+      cfg.shared->breaker_record(endpoint, ok, cfg.breaker);
+    else if (ok)
+      br.record_success(mono_now());
+    else
+      br.record_failure(mono_now());
+  }
+
   void pause(int next_attempt) {
     double u;
     {
@@ -188,19 +204,20 @@ struct Client::Impl {
   auto with_retry(const std::string& endpoint, F&& fn) -> decltype(fn()) {
     int attempts = std::max(1, cfg.retry.max_attempts);
     for (int attempt = 1;; ++attempt) {
-      CircuitBreaker& br = breaker(endpoint);
+      auto record = [&](bool ok) { breaker_record(endpoint, ok); };
       try {
-        if (!br.allow(mono_now()))
+        if (!breaker_allow(endpoint))
           throw SiiTransportError("sii.circuit_open", "circuit open for endpoint '" + endpoint + "'", false);
+        throttle();
         try {
           auto out = fn();
-          br.record_success(mono_now());
+          record(true);
           return out;
         } catch (const SiiTransportError&) {
-          br.record_failure(mono_now());
+          record(false);
           throw;
         } catch (...) {
-          br.record_success(mono_now());  // SII answered: the endpoint works
+          record(true);  // SII answered: the endpoint works
           throw;
         }
       } catch (const SiiTransportError&) {
@@ -216,9 +233,59 @@ struct Client::Impl {
            cert->info().sha256_fingerprint + "|" + std::string(family);
   }
 
+  // Waits for the shared rate limit (token bucket over every process), when one is configured.
+  void throttle() {
+    if (!cfg.shared || cfg.rate_per_s <= 0) return;
+    double burst = cfg.rate_burst > 0 ? cfg.rate_burst : std::max(1.0, cfg.rate_per_s);
+    const std::string bucket = to_string(cfg.environment) + "|" + cfg.endpoints.soap_base;
+    for (;;) {
+      double wait = cfg.shared->rate_acquire(bucket, cfg.rate_per_s, burst);
+      if (wait <= 0) return;
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::min(wait, 1.0)));
+    }
+  }
+
+  std::string fetch_token(std::string_view family) {
+    return family == "boleta" ? fetch_boleta_token() : fetch_soap_token();
+  }
+
+  // The shared cache: read it; else take the renewal lock (one renewer among all processes),
+  // re-read (someone may have renewed while we waited), renew and publish.
+  std::string shared_token(const std::string& key, std::string_view family, bool force) {
+    SharedState& st = *cfg.shared;
+    if (!force)
+      if (auto t = st.token_get(key)) return *t;
+    std::string owner;
+    {
+      std::lock_guard lock(mu);
+      owner = signer_rut + ":" + std::to_string(rng());
+    }
+    double lease = std::max(5.0, cfg.connect_timeout_s + 2 * cfg.timeout_s);
+    double deadline = mono_now() + lease + cfg.timeout_s;
+    while (!st.token_try_lock(key, owner, lease)) {
+      if (mono_now() > deadline)
+        throw SiiAuthError("sii.token_lock_timeout", "no token: another process kept the renewal lock");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (!force)
+        if (auto t = st.token_get(key)) return *t;
+    }
+    struct Unlock {
+      SharedState& st;
+      const std::string& key;
+      const std::string& owner;
+      ~Unlock() { st.token_unlock(key, owner); }
+    } unlock{st, key, owner};
+    if (!force)
+      if (auto t = st.token_get(key)) return *t;
+    std::string t = fetch_token(family);
+    st.token_put(key, t, cfg.token_ttl_s);
+    return t;
+  }
+
   std::string token(std::string_view family, bool force) {
     auto& e = TokenCache::shared().entry(cache_key(family));
     std::lock_guard lock(e.mu);
+    if (cfg.shared) return shared_token(cache_key(family), family, force);
     double now = mono_now();
     if (!force && !e.token.empty() && now - e.obtained_at < cfg.token_ttl_s) return e.token;
     e.token.clear();
@@ -231,6 +298,7 @@ struct Client::Impl {
   void invalidate(std::string_view family, const std::string& stale) {
     auto& e = TokenCache::shared().entry(cache_key(family));
     std::lock_guard lock(e.mu);
+    if (cfg.shared) cfg.shared->token_drop(cache_key(family), stale);
     if (stale.empty() || e.token == stale) e.token.clear();
   }
 
@@ -424,10 +492,10 @@ struct Client::Impl {
     for (int attempt = 1;; ++attempt) {
       if (unclear)
         if (auto found = probe(req, rest)) return settle(*found, attempt);
-      CircuitBreaker& br = breaker(endpoint);
       try {
-        if (!br.allow(mono_now()))
+        if (!breaker_allow(endpoint))
           throw SiiTransportError("sii.circuit_open", "circuit open for endpoint '" + endpoint + "'", false);
+        throttle();
         UploadResult out;
         try {
           if (rest) {
@@ -464,13 +532,13 @@ struct Client::Impl {
             out.duplicate = a.status == 99;
           }
         } catch (const SiiTransportError&) {
-          br.record_failure(mono_now());
+          breaker_record(endpoint, false);
           throw;
         } catch (...) {
-          br.record_success(mono_now());
+          breaker_record(endpoint, true);
           throw;
         }
-        br.record_success(mono_now());
+        breaker_record(endpoint, true);
         return settle(out, attempt);
       } catch (const SiiTransportError& e) {
         if (e.maybe_delivered()) {
@@ -486,14 +554,15 @@ struct Client::Impl {
 
   // ------------------------------------------------------------------ status
 
-  EnvelopeStatus est_up(std::string_view track_id, std::string_view company) {
+  EnvelopeStatus est_up(std::string_view track_id, std::string_view company,
+                        EnvelopeKind kind = EnvelopeKind::kAuto) {
     auto [cb, cd] = split_rut(company);
     std::string tid(track_id);
     return with_retry("estup", [&] {
       return with_token("soap", [&](const std::string& tok) {
         auto resp = soap_call("DTEWS/QueryEstUp.jws", "getEstUp",
                               {{"RutCompania", cb}, {"DvCompania", cd}, {"TrackId", tid}, {"Token", tok}});
-        EnvelopeStatus s = interpret_est_up(soap_respuesta(resp, "QueryEstUp"));
+        EnvelopeStatus s = interpret_est_up(soap_respuesta(resp, "QueryEstUp"), kind);
         if (s.track_id.empty()) s.track_id = tid;
         return s;
       });
@@ -650,6 +719,28 @@ EnvelopeStatus Client::envelope_status(std::string_view track_id, std::string_vi
   return boleta ? impl_->boleta_envelope_status(track_id, company_rut) : impl_->est_up(track_id, company_rut);
 }
 
+EnvelopeStatus Client::envelope_status(std::string_view track_id, std::string_view company_rut, bool boleta,
+                                       EnvelopeKind kind) {
+  return boleta ? impl_->boleta_envelope_status(track_id, company_rut)
+                : impl_->est_up(track_id, company_rut, kind);
+}
+
+MailResendResult Client::resend_mail(std::string_view track_id, std::string_view company_rut) {
+  Impl& im = *impl_;
+  auto [cb, cd] = split_rut(company_rut);
+  std::string tid(track_id);
+  if (tid.empty() || tid.find_first_not_of("0123456789") != std::string::npos)
+    throw DteError("sii.bad_trackid", "track id must be digits, not '" + tid + "'");
+  return im.with_retry("correo", [&] {
+    return im.with_token("soap", [&](const std::string& tok) {
+      // Parts in the WSDL's parameterOrder: Token, RutEmpresa, DvEmpresa, TrackId.
+      auto resp = im.soap_call("DTEWS/services/wsDTECorreo", "reenvioCorreo",
+                               {{"Token", tok}, {"RutEmpresa", cb}, {"DvEmpresa", cd}, {"TrackId", tid}});
+      return interpret_mail_resend(Impl::soap_respuesta(resp, "wsDTECorreo"));
+    });
+  });
+}
+
 DocumentStatus Client::document_status(const DocumentQuery& q, bool advanced) {
   return impl_->doc_status(q, advanced);
 }
@@ -738,8 +829,29 @@ std::map<std::string, std::string> Client::breaker_states() {
   std::map<std::string, std::string> out;
   std::lock_guard lock(impl_->mu);
   double now = mono_now();
-  for (auto& [name, b] : impl_->breakers) out[name] = to_string(b->state(now));
+  for (auto& [name, b] : impl_->breakers)
+    out[name] = to_string(impl_->cfg.shared ? impl_->cfg.shared->breaker_state(name, impl_->cfg.breaker)
+                                            : b->state(now));
   return out;
+}
+
+std::string Client::post_with_token(const std::string& endpoint, const std::string& url,
+                                    const std::string& content_type,
+                                    const std::function<std::string(const std::string&)>& body_for,
+                                    const std::function<void(long, std::string_view)>& judge) {
+  Impl& im = *impl_;
+  return im.with_retry(endpoint, [&] {
+    return im.with_token("soap", [&](const std::string& tok) {
+      auto r = im.request(url);
+      r.user_agent = im.cfg.upload_user_agent;
+      r.headers = {"Content-Type: " + content_type, "Accept: application/json, text/plain, */*",
+                   "Cookie: TOKEN=" + tok};
+      r.body = body_for(tok);
+      HttpResponse resp = im.perform(r);
+      judge(resp.status, resp.body);
+      return resp.body;
+    });
+  });
 }
 
 }  // namespace dte::sii

@@ -384,16 +384,12 @@ class Certification:
                     if not sent.track_id:
                         up.state, up.glosa = "accepted", "already received by SII (duplicate upload)"
                         continue
+                    # Books and the RVD carry no documents: their EPR has no per-type counts.
+                    kind = "documents" if up.kind in ("EnvioDTE", "EnvioBOLETA") else "book"
                     st = client.wait_final(sent.track_id, self.company.rut, poll_s=poll,
-                                           timeout_s=self.options.timeout_s)
+                                           timeout_s=self.options.timeout_s, kind=kind)
                 except DteError as e:
-                    if up.kind not in ("EnvioDTE", "EnvioBOLETA") and e.code == "sii.no_counts" and "EPR" in e.message:
-                        # Books and the RVD carry no documents: SII's EPR without counts is
-                        # their "processed". The client insists on counts for envelopes.
-                        up.state, up.sii_state, up.glosa = "accepted", "EPR", "book processed (no document counts)"
-                        self.say(f"  {up.name:<28} track id {up.track_id}: {up.state} (EPR)")
-                    else:
-                        up.state, up.glosa = "error", f"{type(e).__name__} {e.code}: {e.message}"
+                    up.state, up.glosa = "error", f"{type(e).__name__} {e.code}: {e.message}"
                     continue
                 up.state, up.sii_state, up.glosa = st.state, st.sii_state, st.glosa
                 up.accepted = sum(c.accepted for c in st.counts)

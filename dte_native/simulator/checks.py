@@ -5,7 +5,6 @@ Deliberately independent of the C++ core: this is the yardstick the core is meas
 from __future__ import annotations
 
 import base64
-import copy
 import datetime as dt
 import re
 import subprocess
@@ -50,7 +49,9 @@ def parse(data: bytes) -> etree._Element:
 
 
 def local(el: etree._Element) -> str:
-    return etree.QName(el).localname if isinstance(el.tag, str) else ""
+    tag = el.tag
+    # "{namespace}name" or "name": the same answer as etree.QName(el).localname, without the object.
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
 def child(el: etree._Element | None, *names: str) -> etree._Element | None:
@@ -58,7 +59,13 @@ def child(el: etree._Element | None, *names: str) -> etree._Element | None:
     for name in names:
         if el is None:
             return None
-        el = next((c for c in el if isinstance(c.tag, str) and local(c) == name), None)
+        found = None
+        for c in el:
+            tag = c.tag
+            if isinstance(tag, str) and tag.rpartition("}")[2] == name:
+                found = c
+                break
+        el = found
     return el
 
 
@@ -99,24 +106,66 @@ def _b64int(value: str) -> int:
     return int.from_bytes(base64.b64decode("".join(value.split())), "big")
 
 
+# Decoded keys and certificates by their text. A batch of 1 000 DTEs carries the same signer
+# certificate and a dozen CAFs: decoding them once per batch instead of once per document is what
+# made the simulator's verification fast enough (BENCHMARKS.md). Only the decoding is cached;
+# every signature is still verified. Bounded: cleared when it grows past _CACHE_MAX entries.
+_CACHE_MAX = 512
+_RSA_CACHE: dict[tuple[str, str], rsa.RSAPublicKey | None] = {}
+_CERT_CACHE: dict[str, x509.Certificate | None] = {}
+_XMLSEC_KEYS: dict[object, "xmlsec.Key"] = {}
+_CAF_FRMA_OK: dict[tuple[str, bytes, str], bool] = {}
+
+
+def _remember(cache: dict, key: object, value: object) -> None:  # type: ignore[type-arg]
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+
+
+def rsa_key(exponent_b64: str, modulus_b64: str) -> rsa.RSAPublicKey | None:
+    k = (exponent_b64, modulus_b64)
+    if k in _RSA_CACHE:
+        return _RSA_CACHE[k]
+    try:
+        key: rsa.RSAPublicKey | None = rsa.RSAPublicNumbers(_b64int(exponent_b64), _b64int(modulus_b64)).public_key()
+    except Exception:
+        key = None
+    _remember(_RSA_CACHE, k, key)
+    return key
+
+
 def rsa_from_keyvalue(signature: etree._Element) -> rsa.RSAPublicKey | None:
     kv = child(signature, "KeyInfo", "KeyValue", "RSAKeyValue")
     if kv is None:
         return None
-    try:
-        return rsa.RSAPublicNumbers(_b64int(text(kv, "Exponent")), _b64int(text(kv, "Modulus"))).public_key()
-    except Exception:
-        return None
+    return rsa_key(text(kv, "Exponent"), text(kv, "Modulus"))
 
 
 def cert_from_signature(signature: etree._Element) -> x509.Certificate | None:
     node = child(signature, "KeyInfo", "X509Data", "X509Certificate")
     if node is None:
         return None
+    b64 = "".join((node.text or "").split())
+    if b64 in _CERT_CACHE:
+        return _CERT_CACHE[b64]
     try:
-        return x509.load_der_x509_certificate(base64.b64decode("".join((node.text or "").split())))
+        cert: x509.Certificate | None = x509.load_der_x509_certificate(base64.b64decode(b64))
     except Exception:
-        return None
+        cert = None
+    _remember(_CERT_CACHE, b64, cert)
+    return cert
+
+
+def _xmlsec_key(key: rsa.RSAPublicKey) -> "xmlsec.Key":
+    # Keyed by the key object (the rsa_key cache hands out the same object for the same numbers;
+    # the dict holds a reference, so an identity is never reused while cached).
+    found = _XMLSEC_KEYS.get(key)
+    if found is None:
+        pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        found = xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatPem)
+        _remember(_XMLSEC_KEYS, key, found)
+    return found
 
 
 def _der_string(value: bytes) -> str:
@@ -251,14 +300,12 @@ def verify_ted(ted: etree._Element | None, sii_keys: dict[str, rsa.RSAPublicKey]
     if dd is None or da is None:
         res.findings.append(Finding("TED-3-500", "Timbre sin DD o CAF"))
         return res
-    try:
-        caf_key = rsa.RSAPublicNumbers(_b64int(text(da, "RSAPK", "E")), _b64int(text(da, "RSAPK", "M"))).public_key()
-    except Exception:
+    caf_key = rsa_key(text(da, "RSAPK", "E"), text(da, "RSAPK", "M"))
+    if caf_key is None:
         res.findings.append(Finding("CAF-3-510", "Clave publica del CAF ilegible"))
         return res
     try:
         flat_dd = flatten(dd)
-        flat_da = flatten(da)
     except UnicodeEncodeError:
         res.findings.append(Finding("TED-3-511", "Timbre con caracteres fuera de ISO-8859-1"))
         return res
@@ -272,8 +319,20 @@ def verify_ted(ted: etree._Element | None, sii_keys: dict[str, rsa.RSAPublicKey]
                 res.findings.append(Finding("CAF-3-512", f"CAF firmado con llave SII desconocida (IDK {res.idk})"))
         else:
             res.skipped_caf_signature = True
-    elif not rsa_sha1_verify(sii_key, text(dd, "CAF", "FRMA"), flat_da):
-        res.findings.append(Finding("CAF-3-511", "Firma del CAF (FRMA) Incorrecta"))
+    else:
+        # The CAF's FRMA is checked once per distinct CAF (its DA bytes + FRMA + IDK), not per DTE.
+        frma = text(dd, "CAF", "FRMA")
+        cache_key = (res.idk, etree.tostring(da), frma)
+        ok = _CAF_FRMA_OK.get(cache_key)
+        if ok is None:
+            try:
+                ok = rsa_sha1_verify(sii_key, frma, flatten(da))
+            except UnicodeEncodeError:
+                res.findings.append(Finding("TED-3-511", "Timbre con caracteres fuera de ISO-8859-1"))
+                return res
+            _remember(_CAF_FRMA_OK, cache_key, ok)
+        if not ok:
+            res.findings.append(Finding("CAF-3-511", "Firma del CAF (FRMA) Incorrecta"))
     try:
         res.caf_fa = dt.date.fromisoformat(text(da, "FA"))
     except ValueError:
@@ -338,13 +397,12 @@ def verify_signature(sig: etree._Element, expected_uri: str | None = None, envel
         return SigResult(False, "Falta KeyValue/RSAKeyValue", "05")
     if cert is None:
         return SigResult(False, "Falta X509Certificate", "11")
-    cert_key = cert.public_key()
-    if check_cert_match and (not isinstance(cert_key, rsa.RSAPublicKey)
-                             or cert_key.public_numbers() != key.public_numbers()):
-        return SigResult(False, "Llave publica (KeyValue) no corresponde al certificado", "21", cert)
-    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if check_cert_match:
+        cert_key = cert.public_key()
+        if not isinstance(cert_key, rsa.RSAPublicKey) or cert_key.public_numbers() != key.public_numbers():
+            return SigResult(False, "Llave publica (KeyValue) no corresponde al certificado", "21", cert)
     ctx = xmlsec.SignatureContext()
-    ctx.key = xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatPem)
+    ctx.key = _xmlsec_key(key)
     try:
         ctx.verify(sig)
     except xmlsec.Error as exc:
@@ -366,11 +424,10 @@ def verify_in_place(root: etree._Element, sig: etree._Element, expected_uri: str
 def standalone_dte(dte: etree._Element) -> etree._Element:
     """The DTE re-parsed as its own document with only the SiiDte default namespace in scope,
     which is how SII checks each DTE of an envelope (it was signed that way)."""
-    copied = copy.deepcopy(dte)
-    copied.tail = None
-    data = etree.tostring(copied)
-    # deepcopy carries every in-scope namespace (xmlns:xsi from the envelope...). Drop the unused
-    # ones, the way a standalone DTE would have been written.
+    # Serialising a sub-element carries every in-scope namespace (xmlns:xsi from the envelope...),
+    # as a deep copy would, without copying the tree first. Drop the unused ones, the way a
+    # standalone DTE would have been written.
+    data = etree.tostring(dte, with_tail=False)
     root = parse(data)
     etree.cleanup_namespaces(root)
     return parse(etree.tostring(root))

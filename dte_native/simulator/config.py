@@ -51,6 +51,15 @@ DEFAULTS: dict[str, Any] = {
     # Shares of documents forced to RCH / RPR (seeded RNG), on top of real check failures.
     "reject_share": 0.0,
     "reparo_share": 0.0,
+    # Share of documents given minor objections (RLV). A document can also ask for its verdict:
+    # "[SIM:RPR]", "[SIM:RLV]" or "[SIM:RCH]" in a Detalle's NmbItem/DscItem (store.SIM_MARKER).
+    "rlv_share": 0.0,
+    # Final envelope state when documents carry objections and none is rejected: null = EPR (the
+    # counts show REPAROS), "RPR" / "RLV", or "auto" (RLV when every objection is minor, else RPR).
+    "objection_envelope_state": None,
+    # Final state of a processed book (LibroCompraVenta, LibroGuia; no per-type counts): "EPR"
+    # or SII's book state "LOK".
+    "book_final_state": "EPR",
     # Receiver has 8 days after SII reception to accept or claim.
     "claim_window_days": 8,
     # Simulated clock offset in seconds relative to the wall clock (see /_sim/clock).
@@ -87,6 +96,10 @@ def validate(cfg: dict[str, Any]) -> None:
             raise ConfigError(f"unknown fault keys: {sorted(bad)}")
         if rule.get("kind") not in FAULT_KINDS:
             raise ConfigError(f"unknown fault kind {rule.get('kind')!r}; known: {sorted(FAULT_KINDS)}")
+    if cfg.get("objection_envelope_state") not in (None, "RPR", "RLV", "auto"):
+        raise ConfigError("objection_envelope_state must be null, 'RPR', 'RLV' or 'auto'")
+    if cfg.get("book_final_state") not in ("EPR", "LOK"):
+        raise ConfigError("book_final_state must be 'EPR' or 'LOK'")
     if cfg.get("duplicate_mode") not in (None, "status99", "rpt"):
         raise ConfigError("duplicate_mode must be 'status99' or 'rpt'")
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import checks, config as config_mod, wire
+from . import checks, config as config_mod, rcv, wire
 from .store import Store
 
 SOAP_SERVICES = {
@@ -21,6 +21,7 @@ SOAP_SERVICES = {
     "/DTEWS/QueryEstUp.jws": ("estup", "DTEWS/QueryEstUp.jws"),
     "/DTEWS/QueryEstDte.jws": ("estdte", "DTEWS/QueryEstDte.jws"),
     "/DTEWS/services/QueryEstDteAv": ("estdteav", "DTEWS/services/QueryEstDteAv"),
+    "/DTEWS/services/wsDTECorreo": ("correo", "DTEWS/services/wsDTECorreo"),
 }
 RECLAMO_PATHS = ("/WSREGISTRORECLAMODTE/registroreclamodteservice",
                  "/WSREGISTRORECLAMODTECERT/registroreclamodteservice")
@@ -209,6 +210,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.reclamo()
             elif "/recursos/v1/" in path:
                 self.rest(method, path, url.query)
+            elif path.startswith(rcv.FACADE_PREFIX) and method == "POST":
+                self.rcv_facade(path[len(rcv.FACADE_PREFIX):])
             else:
                 self.send_text(404, "Not Found")
         except _Abort:
@@ -252,6 +255,19 @@ class Handler(BaseHTTPRequestHandler):
             sim.store.reset()
             self.send_json(200, {"reset": True})
             return
+        if path in ("/_sim/annul", "/_sim/caf") and method == "POST":
+            body, _ = self.read_body()
+            try:
+                req = json.loads(body or b"{}")
+                args = (str(req["rut"]), int(req["tipo"]), int(req["desde"]), int(req["hasta"]))
+                if path == "/_sim/annul":
+                    self.send_json(200, sim.store.annul(*args))
+                else:
+                    sim.store.register_caf(*args)
+                    self.send_json(200, {"caf_ranges": sim.store.snapshot()["caf_ranges"]})
+            except (ValueError, KeyError, TypeError) as exc:
+                self.send_json(400, {"error": f"expected JSON {{rut, tipo, desde, hasta}}: {exc}"})
+            return
         if path == "/_sim/revoke" and method == "POST":
             body, _ = self.read_body()
             req = json.loads(body or b"{}")
@@ -285,10 +301,21 @@ class Handler(BaseHTTPRequestHandler):
             inner = wire.respuesta([("ESTADO", estado), ("GLOSA", glosa)], [("TOKEN", token)] if token else None)
             self.send(200, wire.rpc_response(ns, "getToken", inner))
             return
-        expected = {"estup": "getEstUp", "estdte": "getEstDte", "estdteav": "getEstDteAv"}[service]
+        expected = {"estup": "getEstUp", "estdte": "getEstDte", "estdteav": "getEstDteAv",
+                    "correo": "reenvioCorreo"}[service]
         if op != expected:
             return self._unknown_op(op)
         reason, _rut = store.check_token(params.get("Token"), "soap")
+        if service == "correo":
+            # wsDTECorreo has its own token code: 104 "Token Inactivo o No Existe".
+            if reason != "ok" or _rut is None:
+                estado, glosa = (fault or {}).get("signal") or "104", "Token Inactivo o No Existe"
+            else:
+                estado, glosa = store.resend_mail(_rut, params.get("RutEmpresa", ""), params.get("DvEmpresa", ""),
+                                                  params.get("TrackId", ""))
+            inner = wire.respuesta([("ESTADO", estado), ("GLOSA", glosa)])
+            self.send(200, wire.rpc_response(ns, op, inner))
+            return
         if reason != "ok":
             estado = (fault or {}).get("signal") or TOKEN_ESTADO[reason]
             inner = wire.respuesta([("ESTADO", estado), ("GLOSA", TOKEN_GLOSA.get(estado, "Token invalido")),
@@ -416,6 +443,32 @@ class Handler(BaseHTTPRequestHandler):
             self._unknown_op(op)
             return
         self.send(200, wire.reclamo_response(op, inner))
+
+    # ------------------------------------------------------------------ RCV (portal facade)
+
+    def rcv_facade(self, op: str) -> None:
+        body, _ = self.read_body()
+        token = self.cookie_token()
+        self.apply_fault("rcv", token)
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError:
+            self.send_json(400, {"error": "JSON invalido"})
+            return
+        if not isinstance(request, dict):
+            self.send_json(400, {"error": "JSON invalido"})
+            return
+        raw_meta = request.get("metaData")
+        meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
+        reason, caller = self.sim.store.check_token(token, "soap")
+        # The portal wants the token twice: as the cookie and as metaData.conversationId.
+        if reason != "ok" or caller is None or meta.get("conversationId") != token:
+            self.send_json(200, rcv.answer(None, 1, rcv.TOKEN_MESSAGE, op))
+            return
+        if op not in ("getResumen", "getDetalleCompraExport", "getDetalleVentaExport"):
+            self.send_text(404, "Not Found")
+            return
+        self.send_json(200, rcv.handle(self.sim.store, op, request, caller))
 
     # ------------------------------------------------------------------ boleta REST
 

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import re
 import string
 import threading
 import time
@@ -34,7 +35,14 @@ GLOSAS = {
     "FOK": "Firma de Envio Validada", "PDR": "Envio en Proceso", "EPR": "Envio Procesado",
     "RSC": "Rechazado por Error en Schema", "RCT": "Rechazado por Error en Caratula",
     "RFR": "Rechazado por Error en Firma", "RPT": "Repetido Rechazado",
+    "RPR": "Aceptado con Reparos", "RLV": "Aceptado con Reparos Leves", "LOK": "Libro Cuadrado",
 }
+# Document verdicts the simulator gives (QueryEstUp counts them, boleta REST lists them):
+# DOK accepted, RPR accepted with objections, RLV accepted with minor objections, RCH rejected.
+ACCEPTED_STATES = ("DOK", "RPR", "RLV")
+# A document property that forces a verdict, for tests: this marker in any Detalle's NmbItem or
+# DscItem (e.g. "Servicio [SIM:RLV]") makes an otherwise valid document RPR, RLV or RCH.
+SIM_MARKER = re.compile(r"\[SIM:(RPR|RLV|RCH)\]")
 CAF_EXPIRING_TYPES = {33, 43, 46, 56, 61}
 CLAIM_TYPES = {33, 34, 43}
 CLAIM_ACTIONS = {
@@ -100,6 +108,13 @@ class Store:
         self.accepted: dict[str, dict[str, Any]] = {}
         self.file_hashes: dict[str, str] = {}
         self.events: list[dict[str, Any]] = []
+        # Folio ranges SII "issued" (CAFs seen in TEDs or registered over /_sim/caf) and annulled
+        # ones (/_sim/annul), per "RUT|tipo": QueryEstDte answers FNA outside every known range
+        # and FAN for an annulled folio. With no range known for a RUT and type, FAU.
+        self.caf_ranges: dict[str, list[list[int]]] = {}
+        self.annulled: dict[str, list[list[int]]] = {}
+        # wsDTECorreo.reenvioCorreo: the e-mails SII would send (with the per-document errors).
+        self.mails: list[dict[str, Any]] = []
         self.next_trackid = 1_000_000_000 + self.rng.randrange(10**8)
         self.next_boleta_trackid = 100_000_000_000_000 + self.rng.randrange(10**9)
         self.attention = 1000 + self.rng.randrange(9000)
@@ -134,11 +149,15 @@ class Store:
                 "documents": [dict(d) for d in self.documents],
                 "events": list(self.events),
                 "tokens": len(self.tokens),
+                "caf_ranges": {k: [list(r) for r in v] for k, v in self.caf_ranges.items()},
+                "annulled": {k: [list(r) for r in v] for k, v in self.annulled.items()},
+                "mails": [dict(m) for m in self.mails],
             }
 
     def _persistent(self) -> dict[str, Any]:
         return {"envelopes": self.envelopes, "documents": self.documents, "file_hashes": self.file_hashes,
                 "events": self.events, "next_trackid": self.next_trackid,
+                "caf_ranges": self.caf_ranges, "annulled": self.annulled, "mails": self.mails,
                 "next_boleta_trackid": self.next_boleta_trackid}
 
     def save(self) -> None:
@@ -156,7 +175,10 @@ class Store:
         self.events = data.get("events", [])
         self.next_trackid = data.get("next_trackid", self.next_trackid)
         self.next_boleta_trackid = data.get("next_boleta_trackid", self.next_boleta_trackid)
-        self.accepted = {d["key"]: d for d in self.documents if d["estado"] in ("DOK", "RPR")}
+        self.caf_ranges = data.get("caf_ranges", {})
+        self.annulled = data.get("annulled", {})
+        self.mails = data.get("mails", [])
+        self.accepted = {d["key"]: d for d in self.documents if d["estado"] in ACCEPTED_STATES}
 
     def reset(self) -> None:
         with self.lock:
@@ -167,6 +189,9 @@ class Store:
             self.accepted.clear()
             self.file_hashes.clear()
             self.events.clear()
+            self.caf_ranges.clear()
+            self.annulled.clear()
+            self.mails.clear()
             self.save()
 
     def num_atencion(self) -> str:
@@ -284,6 +309,8 @@ class Store:
             "via": via, "file": filename, "rut_sender": rut_sender, "rut_company": rut_company,
             "sha256": digest, "errors": [], "docs": [], "stats": {}, "notes": [], "root": "",
             "family": "dte",
+            # Verdict markers ([SIM:RLV]...) are looked for only in files that contain one.
+            "markers": b"[SIM:" in data,
         }
         try:
             root = checks.parse(data)
@@ -319,7 +346,9 @@ class Store:
                 return self._register(env, ["REC", "SOK", "CRT", "RFR"],
                                       [{"code": "ENV-3-0", "message": f"Error en Firma de Envio: {sig_reason}"}])
             if env["root"] not in ("EnvioDTE", "EnvioBOLETA"):
-                return self._register(env, OK_PATH, [])
+                book = env["root"] in ("LibroCompraVenta", "LibroGuia")
+                final = str(self.cfg.get("book_final_state") or "EPR") if book else "EPR"
+                return self._register(env, [*OK_PATH[:-1], final], [])
             setdte = child(root, "SetDTE")
             crt_errors = self._check_caratula(child(setdte, "Caratula"), children(setdte, "DTE"),
                                               rut_sender, rut_company)
@@ -395,6 +424,9 @@ class Store:
             if key in self.accepted or key in seen:
                 bad("DTE-3-101", f"Folio {folio} tipo {tipo} ya fue recibido (folio repetido)")
             seen.add(key)
+            self._learn_caf_range(child(doc, "TED"))
+            if self._folio_annulled(emisor, tipo, folio):
+                bad("CAF-3-515", f"Folio {folio} tipo {tipo} anulado")
             fch = text(enc, "IdDoc", "FchEmis")
             ted = checks.verify_ted(child(doc, "TED"), self.sii_keys, bool(self.cfg["require_caf_signature"]))
             caf_notes = caf_notes or ted.skipped_caf_signature
@@ -425,15 +457,30 @@ class Store:
                 bad("DTE-3-104", "Empresa no autorizada a emitir DTE")
 
             estado = "RCH" if findings else "DOK"
-            if estado == "DOK" and self.rng.random() < float(self.cfg.get("reject_share") or 0):
+            marker = self._verdict_marker(doc) if estado == "DOK" and env.get("markers") else None
+            if marker == "RCH":
+                estado = "RCH"
+                bad("SIM-3-902", "Rechazo pedido por el documento ([SIM:RCH])")
+            elif marker in ("RPR", "RLV"):
+                estado = marker
+                findings.append({"code": "SIM-2-903" if marker == "RPR" else "SIM-1-904",
+                                 "message": f"Reparo pedido por el documento ([SIM:{marker}])"})
+            elif estado == "DOK" and self.rng.random() < float(self.cfg.get("reject_share") or 0):
                 estado = "RCH"
                 bad("SIM-3-900", "Rechazo simulado (reject_share)")
             elif estado == "DOK" and self.rng.random() < float(self.cfg.get("reparo_share") or 0):
                 estado = "RPR"
                 findings.append({"code": "SIM-2-901", "message": "Reparo simulado (reparo_share)"})
+            elif estado == "DOK" and self.rng.random() < float(self.cfg.get("rlv_share") or 0):
+                estado = "RLV"
+                findings.append({"code": "SIM-1-905", "message": "Reparo leve simulado (rlv_share)"})
             rec = {
                 "key": key, "rut_emisor": emisor, "tipo": tipo, "folio": folio, "fch_emis": fch,
                 "rut_recep": recep, "mnt_total": amount(text(enc, "Totales", "MntTotal")),
+                # For the RCV (rcv.py): amounts and names as the registers show them.
+                "mnt_neto": amount(text(enc, "Totales", "MntNeto")), "mnt_exe": amount(text(enc, "Totales", "MntExe")),
+                "iva": amount(text(enc, "Totales", "IVA")), "rzn_emisor": text(enc, "Emisor", "RznSoc"),
+                "rzn_recep": text(enc, "Receptor", "RznSocRecep"),
                 "estado": estado, "errors": findings, "trackid": env["trackid"],
                 "received_at": env["received_at"], "received_ts": env["received_ts"],
                 "signature_value": sig.signature_value or "".join(text(dte, "Signature", "SignatureValue").split()),
@@ -448,10 +495,18 @@ class Store:
             else:
                 # ACEPTADOS includes the ones with objections; REPAROS counts those separately.
                 s["aceptados"] += 1
-                s["reparos"] += estado == "RPR"
+                s["reparos"] += estado in ("RPR", "RLV")
                 self.accepted[key] = rec
                 self._note_effects(rec)
         env["stats"] = stats
+        # SII may close an envelope whose documents carry objections as RPR / RLV instead of EPR
+        # (PROTOCOL §4.1); `objection_envelope_state` picks that, default EPR with REPAROS > 0.
+        closing = self.cfg.get("objection_envelope_state")
+        with_objections = [d["estado"] for d in env["docs"] if d["estado"] in ("RPR", "RLV")]
+        if closing and with_objections and not any(d["estado"] == "RCH" for d in env["docs"]):
+            final = ("RLV" if all(e == "RLV" for e in with_objections) else "RPR") if closing == "auto" else closing
+            env["path"] = [*env["path"][:-1], final]
+            env["final"] = final
         if caf_notes:
             env["notes"].append("CAF FRMA no verificada: ninguna llave SII cargada (--sii-keys)")
 
@@ -549,6 +604,90 @@ class Store:
         elapsed = (self.now() if now is None else now) - env["received_at"]
         return str(path[min(len(path) - 1, max(0, int(elapsed / delay)))])
 
+    # ------------------------------------------------------------------ folios (CAF ranges, annulment)
+
+    @staticmethod
+    def _verdict_marker(doc: etree._Element | None) -> str | None:
+        for det in children(doc, "Detalle"):
+            for name in ("NmbItem", "DscItem"):
+                m = SIM_MARKER.search(text(det, name))
+                if m:
+                    return m.group(1)
+        return None
+
+    def _learn_caf_range(self, ted: etree._Element | None) -> None:
+        da = child(ted, "DD", "CAF", "DA")
+        try:
+            self.register_caf(text(da, "RE"), int(text(da, "TD")), int(text(da, "RNG", "D")),
+                              int(text(da, "RNG", "H")), save=False)
+        except ValueError:
+            pass
+
+    def register_caf(self, rut: str, tipo: int, desde: int, hasta: int, save: bool = True) -> None:
+        """A folio range SII authorized (a CAF it issued)."""
+        if not rut or desde <= 0 or hasta < desde:
+            raise ValueError("rut, tipo and 0 < desde <= hasta are required")
+        with self.lock:
+            ranges = self.caf_ranges.setdefault(f"{checks.rut_norm(rut)}|{int(tipo)}", [])
+            if [desde, hasta] not in ranges:
+                ranges.append([desde, hasta])
+            if save:
+                self.save()
+
+    def _folio_annulled(self, rut: str, tipo: int, folio: int) -> bool:
+        ranges = self.annulled.get(f"{checks.rut_norm(rut)}|{int(tipo)}", [])
+        return any(lo <= folio <= hi for lo, hi in ranges)
+
+    def annul(self, rut: str, tipo: int, desde: int, hasta: int) -> dict[str, Any]:
+        """SII's folio annulment: folios not yet used become FAN (QueryEstDte) and a DTE using one
+        is rejected (CAF-3-515). Used folios cannot be annulled; they are listed in `skipped`."""
+        if not rut or desde <= 0 or hasta < desde:
+            raise ValueError("rut, tipo and 0 < desde <= hasta are required")
+        if hasta - desde > 1_000_000:
+            raise ValueError("range too large")
+        with self.lock:
+            used = sorted(f for f in range(desde, hasta + 1) if doc_key(rut, tipo, f) in self.accepted)
+            key = f"{checks.rut_norm(rut)}|{int(tipo)}"
+            ranges = self.annulled.setdefault(key, [])
+            start = desde
+            for f in [*used, hasta + 1]:
+                if start <= f - 1:
+                    ranges.append([start, f - 1])
+                start = f + 1
+            self.event("annul", rut=checks.rut_norm(rut), tipo=int(tipo), desde=desde, hasta=hasta, skipped=used)
+            self.save()
+            return {"annulled": [r for r in ranges], "skipped": used}
+
+    # ------------------------------------------------------------------ wsDTECorreo
+
+    def resend_mail(self, caller: str, rut: str, dv: str, trackid: str) -> tuple[str, str]:
+        """reenvioCorreo: (ESTADO, GLOSA). 0 ok, 101 check digit, 102 missing data, 105 unknown
+        track id, 106 caller without rights on the company, 114 upload not validated yet."""
+        rut, dv, trackid = rut.strip(), dv.strip().upper(), trackid.strip()
+        if not rut or not dv or not trackid:
+            return "102", "Faltan datos de entrada"
+        if not rut.isdigit() or checks.rut_dv(int(rut)) != dv:
+            return "101", "Error en digito verificador del Rut de la empresa"
+        with self.lock:
+            env = self._find_envelope(trackid)
+            if env is None or split_rut(env["rut_company"])[0] != rut:
+                return "105", "Error Track ID no existe"
+            if not self._authorized_for(caller, f"{rut}-{dv}"):
+                return "106", "Usuario autenticado no tiene permisos sobre Empresa"
+            state = self.envelope_state(env)
+            if state != env["path"][-1]:
+                return "114", "Envio solicitado no ha concluido su validacion, por lo tanto no existe correo"
+            mail = {"to": env["rut_company"], "trackid": env["trackid"], "requested_by": caller,
+                    "at": self.local_dt().strftime("%Y-%m-%dT%H:%M:%S"), "estado": state,
+                    "glosa": GLOSAS.get(state, state), "errors": list(env.get("errors") or []),
+                    "documents": [{"tipo": d["tipo"], "folio": d["folio"], "estado": d["estado"],
+                                   "errors": d["errors"]} for d in env["docs"]]}
+            self.mails.append(mail)
+            del self.mails[:-500]
+            self.event("mail", trackid=env["trackid"], to=env["rut_company"])
+            self.save()
+            return "0", "Requerimiento recibido OK"
+
     # ------------------------------------------------------------------ queries
 
     def est_up(self, rut_company: str, trackid: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]] | None]:
@@ -564,7 +703,7 @@ class Store:
             hdr = [("TRACKID", env["trackid"]), ("ESTADO", state), ("GLOSA", GLOSAS.get(state, state)),
                    ("NUM_ATENCION", self.num_atencion())]
             body: list[tuple[str, str]] | None = None
-            if state == "EPR" and env["stats"]:
+            if state in ("EPR", "RPR", "RLV") and env["stats"]:
                 body = []
                 for tipo, s in sorted(env["stats"].items(), key=lambda kv: int(kv[0])):
                     body += [("TIPO_DOCTO", tipo), ("INFORMADOS", str(s["informados"])),
@@ -618,6 +757,12 @@ class Store:
                 return "-1", -1, "Error: parametros invalidos"
             doc = self.accepted.get(key)
             if doc is None:
+                rut_key = f"{checks.rut_norm(rut_emisor)}|{int(tipo)}"
+                if self._folio_annulled(rut_emisor, int(tipo), int(folio)):
+                    return "FAN", 5, "Folio Anulado"
+                ranges = self.caf_ranges.get(rut_key)
+                if ranges and not any(lo <= int(folio) <= hi for lo, hi in ranges):
+                    return "FNA", 4, "Folio No Autorizado"
                 return "FAU", 3, "Documento No Recibido por el SII"
             for mod in doc.get("modified_by", []):
                 st = NOTE_STATES.get((mod["tipo"], mod["codref"]))

@@ -131,12 +131,19 @@ TEST(Books, EspecialAndRectificaNeedTheirCodes) {
   EXPECT_NE(xml.find("<CodAutRec>ABC123</CodAutRec>"), std::string::npos);
   expect_signed_ok(xml, "EnvioLibro");
 
-  in["Caratula"]["TipoEnvio"] = "PARCIAL";
+  in["Caratula"]["TipoEnvio"] = "AJUSTE";
   try {
     books::normalize_libro_cv(in);
     FAIL();
   } catch (const DocumentError& e) {
     EXPECT_EQ(e.code(), "libro.unsupported");
+  }
+  in["Caratula"]["TipoEnvio"] = "PARCIAL";  // a segment needs its number (test_books_segments.cpp)
+  try {
+    books::normalize_libro_cv(in);
+    FAIL();
+  } catch (const DocumentError& e) {
+    EXPECT_EQ(e.code(), "libro.caratula");
   }
 }
 

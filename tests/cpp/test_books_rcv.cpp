@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "dte/rcv.hpp"
+#include "dte/sii_client.hpp"
 #include "signing_material.hpp"
 
 namespace dte::test {
@@ -276,3 +277,35 @@ TEST(BooksRcv, ReconcilePurchasesKeyOnTheSupplier) {
 
 }  // namespace
 }  // namespace dte::test
+
+// The RCV download's checks before anything is sent, and a transport failure surfacing as the
+// client's error (the download itself runs against the simulator in tests/python/test_books.py).
+TEST(RcvDownload, RefusesBadRequestsAndSurfacesTransportErrors) {
+  using namespace dte::sii;
+  ClientConfig cfg;
+  cfg.environment = Environment::kSimulator;
+  cfg.endpoints = default_endpoints(Environment::kSimulator, "http://127.0.0.1:9");
+  cfg.retry.max_attempts = 2;
+  cfg.retry.base_delay_s = 0.01;
+  cfg.connect_timeout_s = 2;
+  Client client(cfg, std::make_shared<const dte::Certificate>(dte::test::make_cert()));
+  EXPECT_EQ(dte::rcv::default_facade_base(client),
+            "http://127.0.0.1:9/consdcvinternetui/services/data/facadeService");
+  auto refused = [&](dte::rcv::DownloadRequest r) {
+    try {
+      dte::rcv::download(client, r);
+    } catch (const dte::DteError& e) {
+      return std::string(e.code());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(refused({"76543210-3", "2025-13", "compras", "", {}, ""}), "rcv.bad_request");
+  EXPECT_EQ(refused({"76543210-3", "25-03", "compras", "", {}, ""}), "rcv.bad_request");
+  EXPECT_EQ(refused({"76543210-3", "2025-03", "boletas", "", {}, ""}), "rcv.bad_request");
+  EXPECT_EQ(refused({"76543210-3", "2025-03", "ventas", "PENDIENTE", {}, ""}), "rcv.bad_request");
+  EXPECT_EQ(refused({"76543210-3", "2025-03", "compras", "ARCHIVADO", {}, ""}), "rcv.bad_request");
+  EXPECT_EQ(refused({"76543210-4", "2025-03", "compras", "", {}, ""}), "rcv.bad_request");
+  // Nothing listens on port 9: the token fetch fails as a transport error, never a crash.
+  EXPECT_THROW(dte::rcv::download(client, {"76543210-3", "2025-03", "compras", "pending", {}, ""}),
+               dte::SiiTransportError);
+}

@@ -1,6 +1,12 @@
 #include <gtest/gtest.h>
 
+#include <zip.h>
+
+#include <cstdint>
+#include <cstdio>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dte/mime.hpp"
 #include "dte/xml.hpp"
@@ -86,7 +92,7 @@ TEST(Mime, RefusesOversizedNonXmlAndZip) {
   ASSERT_EQ(m.refused.size(), 3u);
   EXPECT_EQ(m.refused[0].code, "mime.oversized");
   EXPECT_EQ(m.refused[1].code, "mime.not_xml");
-  EXPECT_EQ(m.refused[2].code, "mime.zip_unsupported");
+  EXPECT_EQ(m.refused[2].code, "mime.zip_corrupt");  // "PK\3\4" and garbage: not an archive
 }
 
 TEST(Mime, GarbageNeverCrashes) {
@@ -117,4 +123,162 @@ TEST(Mime, BuildsMessagesThatParseBack) {
   ASSERT_EQ(m.xml.size(), 1u);
   EXPECT_EQ(m.xml[0].data, kXml);
   EXPECT_EQ(m.xml[0].filename, "respuesta.xml");
+}
+
+// ------------------------------------------------------------------------------ zip attachments
+
+namespace {
+
+struct ZipFile {
+  std::string name, data;
+  const char* password = nullptr;  // AES-256 when set
+  bool store = false;              // no compression
+};
+
+// A zip made in memory with libzip (the writer side of the library the reader uses).
+std::string make_zip(const std::vector<ZipFile>& files) {
+  zip_error_t err;
+  zip_error_init(&err);
+  zip_source_t* buf = zip_source_buffer_create(nullptr, 0, 0, &err);
+  zip_source_keep(buf);
+  zip_t* za = zip_open_from_source(buf, ZIP_TRUNCATE, &err);
+  EXPECT_NE(za, nullptr);
+  for (const auto& f : files) {
+    zip_source_t* s = zip_source_buffer_create(f.data.data(), f.data.size(), 0, &err);
+    zip_int64_t idx = zip_file_add(za, f.name.c_str(), s, ZIP_FL_ENC_UTF_8);
+    EXPECT_GE(idx, 0);
+    if (f.store) zip_set_file_compression(za, static_cast<zip_uint64_t>(idx), ZIP_CM_STORE, 0);
+    if (f.password) {
+      EXPECT_EQ(zip_file_set_encryption(za, static_cast<zip_uint64_t>(idx), ZIP_EM_AES_256, f.password), 0);
+    }
+  }
+  EXPECT_EQ(zip_close(za), 0);
+  std::string out;
+  EXPECT_EQ(zip_source_open(buf), 0);
+  char chunk[8192];
+  zip_int64_t n;
+  while ((n = zip_source_read(buf, chunk, sizeof chunk)) > 0) out.append(chunk, static_cast<std::size_t>(n));
+  zip_source_close(buf);
+  zip_source_free(buf);
+  zip_error_fini(&err);
+  return out;
+}
+
+std::string zip_mail(const std::string& zip, const std::string& name = "dte.zip") {
+  return header("z") + "--z\r\nContent-Type: text/plain\r\n\r\nAdjunto\r\n"
+         "--z\r\nContent-Type: application/zip; name=\"" + name + "\"\r\n"
+         "Content-Disposition: attachment; filename=\"" + name + "\"\r\n"
+         "Content-Transfer-Encoding: base64\r\n\r\n" + base64_encode(zip, 76) + "\r\n--z--\r\n";
+}
+
+bool refused_with(const Message& m, const std::string& code) {
+  for (const auto& r : m.refused)
+    if (r.code == code && !r.reason.empty()) return true;
+  return false;
+}
+
+}  // namespace
+
+TEST(MimeZip, FindsXmlInsideAndIgnoresPathNames) {
+  std::string zip = make_zip({{"../../etc/envio.xml", kXml},
+                              {"docs/factura.pdf", "%PDF-1.4 not xml"},
+                              {"carpeta/", ""},
+                              {"C:\\temp\\resp.xml", "<RespuestaDTE/>"}});
+  Message m = parse_message(zip_mail(zip));
+  ASSERT_TRUE(m.ok) << m.error;
+  EXPECT_TRUE(m.refused.empty()) << m.refused[0].code << ": " << m.refused[0].reason;
+  ASSERT_EQ(m.xml.size(), 2u);
+  EXPECT_EQ(m.xml[0].filename, "envio.xml");  // base name only
+  EXPECT_EQ(m.xml[0].data, kXml);             // bytes untouched (Latin-1 stays Latin-1)
+  EXPECT_EQ(m.xml[0].part_path, "2/zip:1");
+  EXPECT_EQ(m.xml[1].filename, "resp.xml");
+}
+
+TEST(MimeZip, NestedOneLevelOpensDeeperIsRefused) {
+  std::string inner = make_zip({{"inner.xml", "<EnvioDTE/>"}});
+  std::string middle = make_zip({{"inner.zip", inner}, {"b.xml", "<RespuestaDTE/>"}});
+  Message one = parse_message(zip_mail(middle));
+  ASSERT_EQ(one.xml.size(), 2u);
+  EXPECT_EQ(one.xml[0].data, "<EnvioDTE/>");
+  EXPECT_EQ(one.xml[0].part_path, "2/zip:1/1");
+  EXPECT_TRUE(one.refused.empty());
+
+  std::string outer = make_zip({{"middle.zip", middle}});
+  Message two = parse_message(zip_mail(outer));
+  EXPECT_TRUE(refused_with(two, "mime.zip_nested"));
+  ASSERT_EQ(two.xml.size(), 1u);  // b.xml of the first nested level is still read
+  EXPECT_EQ(two.xml[0].filename, "b.xml");
+}
+
+TEST(MimeZip, ZipBombsAreRefusedWithReason) {
+  // Ratio: 8 MiB of zeros deflate to a few KiB.
+  std::string zeros(8 * 1024 * 1024, '\0');
+  Message ratio = parse_message(zip_mail(make_zip({{"bomb.xml", zeros}})));
+  ASSERT_TRUE(ratio.ok);
+  EXPECT_TRUE(ratio.xml.empty());
+  ASSERT_TRUE(refused_with(ratio, "mime.zip_bomb"));
+  EXPECT_NE(ratio.refused[0].reason.find("zip bomb"), std::string::npos);
+
+  // Total declared size beyond the limit: refused before inflating anything.
+  MimeLimits small;
+  small.max_zip_total_bytes = 100 * 1024;
+  std::string text(60 * 1024, 'x');
+  for (std::size_t i = 0; i < text.size(); i += 7) text[i] = static_cast<char>('a' + i % 26);
+  Message total = parse_message(zip_mail(make_zip({{"a.xml", "<a>" + text + "</a>"}, {"b.xml", "<b>" + text + "</b>"}})), small);
+  EXPECT_TRUE(total.xml.empty());
+  EXPECT_TRUE(refused_with(total, "mime.zip_bomb"));
+
+  // Too many entries.
+  MimeLimits few;
+  few.max_zip_entries = 10;
+  std::vector<ZipFile> many;
+  for (int i = 0; i < 50; ++i) many.push_back({"f" + std::to_string(i) + ".xml", "<a/>"});
+  Message lots = parse_message(zip_mail(make_zip(many)), few);
+  EXPECT_TRUE(lots.xml.empty());
+  EXPECT_TRUE(refused_with(lots, "mime.zip_too_many_entries"));
+}
+
+TEST(MimeZip, EncryptedAndCorruptZipsAreRefused) {
+  std::string enc = make_zip({{"envio.xml", kXml, "secreto"}, {"plain.xml", "<RespuestaDTE/>"}});
+  Message e = parse_message(zip_mail(enc));
+  ASSERT_TRUE(e.ok);
+  EXPECT_TRUE(refused_with(e, "mime.zip_encrypted"));
+  ASSERT_EQ(e.xml.size(), 1u);  // the entry without a password is still read
+  EXPECT_EQ(e.xml[0].filename, "plain.xml");
+
+  std::string good = make_zip({{"envio.xml", kXml, nullptr, true}});
+  std::string truncated = good.substr(0, good.size() / 2);
+  std::string flipped = good;
+  flipped[flipped.size() / 3] ^= 0x5a;  // inside the stored data: CRC mismatch
+  for (const std::string& bad : {truncated, flipped, std::string("PK\x03\x04"), std::string("PK\x05\x06garbage")}) {
+    Message m = parse_message(zip_mail(bad));
+    ASSERT_TRUE(m.ok);
+    EXPECT_TRUE(m.xml.empty());
+    EXPECT_TRUE(refused_with(m, "mime.zip_corrupt")) << (m.refused.empty() ? "" : m.refused[0].code);
+  }
+  // Random bytes named .zip never crash.
+  std::string noise;
+  for (int i = 0; i < 5000; ++i) noise += static_cast<char>((i * 7919) & 0xff);
+  Message n = parse_message(zip_mail("PK\x03\x04" + noise));
+  EXPECT_TRUE(n.xml.empty());
+  EXPECT_FALSE(n.refused.empty());
+}
+
+TEST(MimeZip, MutatedArchivesNeverCrash) {
+  // Deterministic byte flips, truncations and size-field lies over a small valid archive holding a
+  // nested zip: every outcome is either XML found or a refusal with a reason.
+  std::string inner = make_zip({{"in.xml", kXml}});
+  std::string base = make_zip({{"envio.xml", kXml}, {"inner.zip", inner}, {"doc.pdf", "%PDF-1.4"}});
+  std::uint32_t state = 12345;
+  auto next = [&] { return state = state * 1103515245u + 12345u; };
+  for (int i = 0; i < 400; ++i) {
+    std::string z = base;
+    int flips = 1 + static_cast<int>(next() % 4);
+    for (int f = 0; f < flips; ++f) z[next() % z.size()] = static_cast<char>(next() >> 8);
+    if (i % 7 == 0) z.resize(next() % z.size());
+    Message m = parse_message(zip_mail(z));
+    ASSERT_TRUE(m.ok);
+    for (const auto& r : m.refused) EXPECT_FALSE(r.reason.empty()) << r.code;
+    for (const auto& x : m.xml) EXPECT_TRUE(looks_like_xml(x.data));
+  }
 }

@@ -104,6 +104,72 @@ def test_libro_guia_and_rvd(cert: dte.Certificate, tmp_path: Path, xsd_dir: Path
                  "DocumentoConsumoFolios")
 
 
+def test_segmented_libro_cv_totals_and_schema(cert: dte.Certificate, tmp_path: Path, xsd_dir: Path) -> None:
+    detalle = []
+    for i in range(1, 251):
+        doc_type = 61 if i % 10 == 0 else 33
+        entry: dict[str, Any] = {"TpoDoc": doc_type, "NroDoc": i, "FchDoc": "2024-05-02", "RUTDoc": "12345678-5",
+                                 "MntNeto": 1000 + i}
+        if i % 7 == 0:
+            entry["MntExe"] = 50
+        detalle.append(entry)
+    detalle.append({"TpoDoc": 33, "NroDoc": 999, "Anulado": "A"})
+    book = {"Caratula": caratula(op="COMPRA"), "Detalle": detalle}
+    whole = books.normalize_libro_cv(book)["ResumenPeriodo"]
+
+    segments = books.segment_libro_cv(book, 100)
+    assert [s["Caratula"]["TipoEnvio"] for s in segments] == ["PARCIAL", "PARCIAL", "FINAL"]
+    assert [s["Caratula"]["NroSegmento"] for s in segments] == [1, 2, 3]
+    assert [len(s["Detalle"]) for s in segments] == [100, 100, 51]
+    normalized = [books.normalize_libro_cv(s) for s in segments]
+    # Each segment totals its own detail; the segments add up to the period; only FINAL has the period.
+    assert "ResumenPeriodo" not in normalized[0] and "ResumenPeriodo" not in normalized[1]
+    assert normalized[2]["ResumenPeriodo"] == whole
+    for key in ("TotDoc", "TotAnulado", "TotMntExe", "TotMntNeto", "TotMntIVA", "TotMntTotal"):
+        for period in whole:
+            parts = [t.get(key, 0) for n in normalized for t in n["ResumenSegmento"] if t["TpoDoc"] == period["TpoDoc"]]
+            assert sum(parts) == period.get(key, 0), (key, period["TpoDoc"])
+    # By hand: type 61 = folios 10, 20, ... 250 (25 documents), neto 1000 + i, IVA 19% half up.
+    t61 = next(t for t in whole if t["TpoDoc"] == 61)
+    neto61 = sum(1000 + i for i in range(10, 251, 10))
+    assert (t61["TotDoc"], t61["TotMntNeto"]) == (25, neto61)
+    assert t61["TotMntIVA"] == sum(((1000 + i) * 19 + 50) // 100 for i in range(10, 251, 10))
+
+    signed = books.sign_libro_cv_segments(book, cert, 100, schemas=dte.schemas())
+    assert len(signed) == 3
+    for n, xml in enumerate(signed, start=1):
+        assert f'ID="LC_2024-05_S{n}"'.encode() in xml
+        assert f"<NroSegmento>{n}</NroSegmento>".encode() in xml
+        assert b"<ResumenSegmento>" in xml and (b"<ResumenPeriodo>" in xml) == (n == 3)
+        check_signed(xml, tmp_path, xsd_dir, "LibroCV_v10.xsd", "EnvioLibro")
+
+    # Small enough: one TOTAL book, as before.
+    assert [s["Caratula"]["TipoEnvio"] for s in books.segment_libro_cv(book, 1000)] == ["TOTAL"]
+    # A FINAL segment without the period's totals, or a segment without its number, is refused.
+    final = dict(segments[2])
+    del final["ResumenPeriodo"]
+    with pytest.raises(dte.DocumentError):
+        books.normalize_libro_cv(final)
+    with pytest.raises(dte.DocumentError):
+        books.normalize_libro_cv({"Caratula": caratula(TipoEnvio="PARCIAL"), "Detalle": detalle[:3]})
+
+
+def test_segmented_libro_guia(cert: dte.Certificate, tmp_path: Path, xsd_dir: Path) -> None:
+    guia = {"Caratula": {"RutEmisorLibro": ISSUER, "PeriodoTributario": "2024-05", "FchResol": "2014-08-22",
+                         "NroResol": 80, "FolioNotificacion": 3},
+            "Detalle": [{"Folio": f, "TpoOper": 1 if f % 3 else 5, "MntNeto": 1000, "FchDoc": "2024-05-02"}
+                        for f in range(1, 8)] + [{"Folio": 8, "Anulado": 1}]}
+    whole = books.normalize_libro_guia(guia)["ResumenPeriodo"]
+    segments = books.segment_libro_guia(guia, 3)
+    assert [s["Caratula"]["TipoEnvio"] for s in segments] == ["PARCIAL", "PARCIAL", "FINAL"]
+    normalized = [books.normalize_libro_guia(s) for s in segments]
+    assert sum(n["ResumenSegmento"]["TotGuiaVenta"] for n in normalized) == whole["TotGuiaVenta"] == 5
+    assert sum(n["ResumenSegmento"]["TotMntGuiaVta"] for n in normalized) == whole["TotMntGuiaVta"] == 5950
+    assert normalized[2]["ResumenPeriodo"] == whole
+    for xml in books.sign_libro_guia_segments(guia, cert, 3, schemas=dte.schemas()):
+        check_signed(xml, tmp_path, xsd_dir, "LibroGuia_v10.xsd", "EnvioLibro")
+
+
 # ---- RCV
 
 
@@ -182,6 +248,15 @@ def test_cli_libro_and_reconcile(kit: Any, tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["books", "libro", "cv", str(book), "--csv", str(csv), "--cert", str(kit.cert_path),
                      "--password-file", str(kit.password_file), "-o", str(out)]) == 0
     assert xmllint_validate(out, xsd_dir / "LibroCV_v10.xsd").returncode == 0
+    # In segments of one entry: two rows, two signed segment files.
+    csv.write_text(csv.read_text() + "33;8;12345678-5;2024-05-03;2000\n")
+    assert cli.main(["books", "libro", "cv", str(book), "--csv", str(csv), "--segment-size", "1",
+                     "--cert", str(kit.cert_path), "--password-file", str(kit.password_file), "-o", str(out)]) == 0
+    capsys.readouterr()
+    for n, envio in ((1, b"PARCIAL"), (2, b"FINAL")):
+        part = tmp_path / f"libro-{n}.xml"
+        assert b"<TipoEnvio>" + envio in part.read_bytes()
+        assert xmllint_validate(part, xsd_dir / "LibroCV_v10.xsd").returncode == 0
 
     docs = tmp_path / "docs.json"
     docs.write_text(json.dumps([{"issuer_rut": "12345678-5", "doc_type": 33, "folio": 7, "total": 1190}]))
@@ -192,3 +267,114 @@ def test_cli_libro_and_reconcile(kit: Any, tmp_path: Path, capsys: pytest.Captur
     assert cli.main(["books", "reconcile", str(docs), str(rcv), "--json"]) == 1
     result = json.loads(capsys.readouterr().out)
     assert [f["kind"] for f in result["findings"]] == ["amount_mismatch"]
+
+
+# ---- RCV download from the simulator over real HTTP ----------------------------------------
+
+RECEIVER = "77123456-9"  # RUTRecep of the shipped examples
+
+
+@pytest.fixture()
+def rcv_sim(kit: Any) -> Any:
+    import simkit
+
+    sim_mod = simkit.load_simulator()
+    s = sim_mod.Simulator(port=0, xsd_dir=simkit.xsd_dir(), sii_keys=kit.sii_keys_dir,
+                          config={"step_delay_s": 0})
+    s.start()
+    yield s
+    s.stop()
+
+
+def _sim_admin(sim: Any, path: str, body: dict[str, Any] | None = None) -> Any:
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(sim.url + path, data=data, method="POST" if data is not None else "GET",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_rcv_download_sales_and_purchases_by_state(rcv_sim: Any, kit: Any, cafs: dict[int, dte.Caf],
+                                                   cert: dte.Certificate, keyring: dte.SiiKeyring,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import document
+    from dte_native import sii
+
+    client = sii.SiiClient(cert, sii.ClientConfig("simulator", base_url=rcv_sim.url, timeout_s=5.0,
+                                                  connect_timeout_s=2.0, base_delay_s=0.02, max_delay_s=0.2))
+    signed = []
+    for folio, doc_type in ((461, 33), (462, 33), (463, 33), (461, 34)):
+        d = document(doc_type, folio)
+        d["Encabezado"]["IdDoc"]["FchEmis"] = "2025-03-10"
+        signed.append(dte.sign(d, cafs[doc_type], cert, keyring=keyring))
+    up = client.upload(dte.envelope(signed, cert, resolution_date="2014-08-22", resolution_number=0))
+    assert client.wait_final(up.track_id, ISSUER, poll_s=0.1, timeout_s=20).state == "accepted"
+
+    # Sales of the issuer: every accepted document, parsed by the existing RCV parser.
+    ventas = books.download_rcv(client, ISSUER, "2025-03", "ventas")
+    assert ventas.kind == "ventas" and ventas.state == "REGISTRO"
+    assert not ventas.parsed.errors, ventas.parsed.errors
+    assert sorted((r.doc_type, r.folio) for r in ventas.rows) == [(33, 461), (33, 462), (33, 463), (34, 461)]
+    by_folio = {(r.doc_type, r.folio): r for r in ventas.rows}
+    for s in signed:
+        row = by_folio[(s.doc_type, s.folio)]
+        assert row.total == s.total and row.counterpart_rut == RECEIVER
+        assert row.counterpart_name == row.counterpart_name.strip() != ""  # SII's padding trimmed
+    summary = {t.doc_type: t for t in ventas.summary}
+    assert summary[33].documents == 3 and summary[34].documents == 1
+    assert summary[33].total == sum(s.total for s in signed if s.doc_type == 33)
+    assert ventas.csv.startswith(b"Nro;Tipo Doc;Tipo Venta;")
+    assert ventas.requests == 3  # summary + one export per type
+
+    # Purchases of the receiver: pending until it acts, then registered or claimed.
+    pending = books.download_rcv(client, RECEIVER, "2025-03", "compras", state="pending")
+    assert pending.state == "PENDIENTE" and len(pending.rows) == 4
+    assert {r.issuer_rut for r in pending.rows} == {ISSUER} and all(r.state == "PENDIENTE" for r in pending.rows)
+    assert client.claim(ISSUER, 33, 461, "ACD").ok
+    assert client.claim(ISSUER, 33, 462, "RCD").ok
+    registered = books.download_rcv(client, RECEIVER, "2025-03", "compras")
+    claimed = books.download_rcv(client, RECEIVER, "2025-03", "compras", state="RECLAMADO")
+    not_included = books.download_rcv(client, RECEIVER, "2025-03", "compras", state="not_included")
+    assert [(r.folio, r.state) for r in registered.rows] == [(461, "REGISTRO")]
+    assert registered.rows[0].acknowledged_at
+    assert [(r.folio, r.state) for r in claimed.rows] == [(462, "RECLAMADO")]
+    assert claimed.rows[0].claimed_at
+    assert not not_included.rows and not not_included.parsed.errors
+    assert len(books.download_rcv(client, RECEIVER, "2025-03", "compras", state="pending").rows) == 2
+    # Eight days later the silent ones count as accepted (tacit acceptance).
+    _sim_admin(rcv_sim, "/_sim/clock", {"advance_days": 9})
+    assert len(books.download_rcv(client, RECEIVER, "2025-03", "compras").rows) == 3
+    # Another period: empty, not an error.
+    assert books.download_rcv(client, ISSUER, "2025-04", "ventas").rows == []
+
+    # Token revoked at SII: renewed once and the download completes; a 503 is retried.
+    _sim_admin(rcv_sim, "/_sim/revoke", {})
+    _sim_admin(rcv_sim, "/_sim/config", {"faults": [{"service": "rcv", "kind": "http_error", "status": 503,
+                                                     "count": 1}]})
+    again = books.download_rcv(client, ISSUER, "2025-03", "ventas", doc_types=[34])
+    assert [(r.doc_type, r.folio) for r in again.rows] == [(34, 461)]
+
+    # Bad requests are refused before anything is sent.
+    for kwargs in ({"period": "2025-13", "kind": "ventas"}, {"period": "2025-03", "kind": "boletas"},
+                   {"period": "2025-03", "kind": "ventas", "state": "PENDIENTE"}):
+        with pytest.raises(dte.DteError) as e:
+            books.download_rcv(client, ISSUER, **kwargs)  # type: ignore[arg-type]
+        assert e.value.code == "rcv.bad_request"
+
+    # The CLI over the same simulator.
+    code = cli.main(["books", "rcv-download", "--company", RECEIVER, "--period", "2025-03", "--kind", "compras",
+                     "--state", "reclamado", "--env", "simulator", "--url", rcv_sim.url,
+                     "--cert", str(kit.cert_path), "--password-file", str(kit.password_file), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["state"] == "RECLAMADO" and [r["folio"] for r in out["rows"]] == [462]
+
+    # A signer SII does not let read the company's register: SII's answer, not a crash or a retry loop.
+    from dte_native.errors import SiiRejected
+
+    _sim_admin(rcv_sim, "/_sim/config", {"authorized": {RECEIVER: ["22222222-2"]}})  # not our signer
+    with pytest.raises(SiiRejected) as denied:
+        books.download_rcv(client, RECEIVER, "2025-03", "compras")
+    assert denied.value.code == "sii.rcv.2"

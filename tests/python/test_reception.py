@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.policy
 import imaplib
+import io
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import zipfile
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Iterator
@@ -229,6 +231,60 @@ def test_process_message_verifies_and_quarantines(supplier: Supplier, keyring: d
     big = reception.process_message(mail([("big.xml", b"<a>" + b"x" * 5000 + b"</a>")]),
                                     company_rut=COMPANY, keyring=keyring, max_attachment_bytes=1000)
     assert big.quarantined and "mime.oversized" in big.reason
+
+
+def zip_bytes(files: list[tuple[str, bytes]], *, compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as z:
+        for name, data in files:
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def zip_mail(data: bytes, name: str = "dte.zip") -> bytes:
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = "Proveedor <dte@proveedor.cl>"
+    msg["To"] = "recepcion@empresa.cl"
+    msg["Subject"] = "DTE comprimido"
+    msg.set_content("Adjuntamos DTE en zip.")
+    msg.add_attachment(data, maintype="application", subtype="zip", filename=name)
+    return msg.as_bytes()
+
+
+def test_zip_attachments_verified_or_quarantined_with_reason(supplier: Supplier, keyring: dte.SiiKeyring,
+                                                             xsd_dir: Path) -> None:
+    good = supplier.envelope(supplier.dte())
+    # An EnvioDTE inside a zip (with a PDF and a path that tries to climb out) is found and verified.
+    ok = reception.process_message(zip_mail(zip_bytes([("../../x/ENVIO_DTE.xml", good), ("f.pdf", b"%PDF-1.4")])),
+                                   company_rut=COMPANY, keyring=keyring)
+    assert not ok.quarantined, ok.reason
+    assert [(i.filename, i.status) for i in ok.items] == [("ENVIO_DTE.xml", "verified")]
+    # One nested zip is opened too.
+    nested = reception.process_message(zip_mail(zip_bytes([("in.zip", zip_bytes([("e.xml", good)]))])),
+                                       company_rut=COMPANY, keyring=keyring, known=[])
+    assert [i.status for i in nested.items] == ["verified"], nested.reason
+
+    # Encrypted: the "encrypted" flag set on a stored entry (what any password-protected zip has).
+    plain = bytearray(zip_bytes([("ENVIO_DTE.xml", good)], compression=zipfile.ZIP_STORED))
+    plain[6] |= 1  # local header general purpose flags
+    cd = plain.rfind(b"PK\x01\x02")
+    plain[cd + 8] |= 1  # central directory flags
+    bomb = zip_bytes([("bomb.xml", b"<a>" + b" " * (20 * 1024 * 1024) + b"</a>")])
+    deep = zip_bytes([("a.zip", zip_bytes([("b.zip", zip_bytes([("c.xml", good)]))]))])
+    cases = {
+        "encrypted": (bytes(plain), "mime.zip_encrypted"),
+        "bomb": (bomb, "mime.zip_bomb"),
+        "corrupt": (good[:10] + b"PK\x03\x04" + b"\x00" * 40, "mime.zip_corrupt"),
+        "truncated": (zip_bytes([("ENVIO_DTE.xml", good)])[:-30], "mime.zip_corrupt"),
+        "too deep": (deep, "mime.zip_nested"),
+        "not xml inside": (zip_bytes([("ENVIO_DTE.xml", b"%PDF not xml")]), "mime.not_xml"),
+    }
+    for label, (payload, code) in cases.items():
+        res = reception.process_message(zip_mail(payload), company_rut=COMPANY, keyring=keyring)
+        assert res.quarantined, label
+        assert code in res.reason, (label, res.reason)
+        assert not any(i.status == "verified" for i in res.items), label
+    assert len(bomb) < 100_000  # what arrived was small: the ratio gave it away
 
 
 def test_inbox_from_dovecot_answers_by_smtp_and_claims_at_sii(

@@ -33,7 +33,8 @@ struct SignOptions {
 // ---- IECV (LibroCV_v10.xsd) ----
 // {"Caratula": {"RutEmisorLibro", "RutEnvia" (optional: the certificate's RUT), "PeriodoTributario"
 //   "YYYY-MM", "FchResol", "NroResol", "TipoOperacion" COMPRA|VENTA, "TipoLibro"
-//   MENSUAL|ESPECIAL|RECTIFICA, "TipoEnvio" TOTAL, "FolioNotificacion" (ESPECIAL), "CodAutRec"
+//   MENSUAL|ESPECIAL|RECTIFICA, "TipoEnvio" TOTAL|PARCIAL|FINAL, "NroSegmento" (segments),
+//   "FolioNotificacion" (ESPECIAL), "CodAutRec"
 //   (RECTIFICA)}, "FctProp" (optional, purchases with IVA de uso común, percent),
 //  "Detalle": [{"TpoDoc", "NroDoc", "TasaImp", "FchDoc", "RUTDoc", "RznSoc", "MntExe", "MntNeto",
 //   "MntIVA", "IVANoRec": [{"CodIVANoRec", "MntIVANoRec"}], "OtrosImp": [{"CodImp", "TasaImp",
@@ -45,13 +46,28 @@ struct SignOptions {
 json normalize_libro_cv(const json& input);
 std::string sign_libro_cv(const json& input, const Certificate& cert, const SignOptions& options = {});
 
+// Segmented sends (Caratula TipoEnvio PARCIAL/FINAL with NroSegmento, for books too big for one
+// upload): each segment carries "ResumenSegmento" (TotalesSegmento: the totals of its own
+// detail); the FINAL one also "ResumenPeriodo", the totals of the whole period, which
+// normalize_libro_cv takes from the FINAL segment's input (segment_libro_cv computes them).
+// segment_libro_cv cuts a book into inputs of at most `max_detail` Detalle entries each, numbered
+// from 1, the last one FINAL; a book that fits in one comes back as one TOTAL input. Each segment
+// is signed on its own (ID "LV_2024-05_S2").
+std::vector<json> segment_libro_cv(const json& input, std::size_t max_detail);
+std::vector<std::string> sign_libro_cv_segments(const json& input, const Certificate& cert,
+                                                std::size_t max_detail, const SignOptions& options = {});
+
 // ---- Libro de Guías (LibroGuia_v10.xsd) ----
 // {"Caratula": {"RutEmisorLibro", "RutEnvia", "PeriodoTributario", "FchResol", "NroResol",
-//   "TipoLibro" ESPECIAL, "TipoEnvio" TOTAL, "FolioNotificacion"},
+//   "TipoLibro" ESPECIAL, "TipoEnvio" TOTAL|PARCIAL|FINAL, "NroSegmento", "FolioNotificacion"},
 //  "Detalle": [{"Folio", "Anulado" 1|2|3, "Operacion", "TpoOper", "FchDoc", "RUTDoc", "RznSoc",
 //   "MntNeto", "TasaImp", "IVA", "MntTotal", "MntModificado", "TpoDocRef", "FolioDocRef", "FchDocRef"}]}
 json normalize_libro_guia(const json& input);
 std::string sign_libro_guia(const json& input, const Certificate& cert, const SignOptions& options = {});
+// The same segmentation for the Libro de Guías (ResumenSegmento / ResumenPeriodo).
+std::vector<json> segment_libro_guia(const json& input, std::size_t max_detail);
+std::vector<std::string> sign_libro_guia_segments(const json& input, const Certificate& cert,
+                                                  std::size_t max_detail, const SignOptions& options = {});
 
 // ---- ConsumoFolios / RVD (ConsumoFolio_v10.xsd) ----
 // {"Caratula": {"RutEmisor", "RutEnvia", "FchResol", "NroResol", "FchInicio", "FchFinal"

@@ -1,6 +1,8 @@
 // Internet mail (RFC 5322 / MIME) as suppliers send their DTEs: parsed with GMime 3, every XML
 // attachment found in any nesting of multiparts and attached messages, transfer encodings
-// (base64, quoted-printable) undone, headers decoded from any charset to UTF-8.
+// (base64, quoted-printable) undone, headers decoded from any charset to UTF-8. Gzip and zip
+// attachments are opened (zip with libzip, under the zip limits below) and the XML inside them
+// taken as attachments of their own; names and paths inside an archive are never used as paths.
 #pragma once
 #include <cstddef>
 #include <string>
@@ -14,6 +16,13 @@ struct MimeLimits {
   std::size_t max_attachment_bytes = 32 * 1024 * 1024;  // decoded; an EnvioDTE of 2000 DTEs is ~20 MB
   int max_depth = 16;          // nesting of multiparts / message/rfc822
   std::size_t max_parts = 1000;
+  // Zip attachments (libzip): beyond any of these the archive is refused as a zip bomb or
+  // malformed, with the reason. Sizes are counted on what is actually inflated.
+  std::size_t max_zip_entries = 200;                        // per archive, nested ones included
+  std::size_t max_zip_total_bytes = 64 * 1024 * 1024;       // all entries of one attachment, inflated
+  double max_zip_ratio = 200.0;                             // inflated / compressed, per entry...
+  std::size_t zip_ratio_floor_bytes = 1024 * 1024;          // ...once it inflates beyond this
+  int max_zip_depth = 1;                                    // zips inside the zip: one level
 };
 
 // One XML attachment, bytes exactly as decoded from the transfer encoding (the signatures inside
@@ -22,7 +31,7 @@ struct XmlAttachment {
   std::string filename;      // "" when the part has none
   std::string content_type;  // "application/xml", "text/xml", "application/octet-stream", ...
   std::string charset;       // the MIME charset parameter, "" when absent (informative only)
-  std::string part_path;     // "1.2" style position, for messages to a person
+  std::string part_path;     // "1.2" style position, "1.2/zip:3" for entry 3 of a zip attachment
   std::string data;
 };
 
@@ -31,7 +40,8 @@ struct RefusedPart {
   std::string filename;
   std::string content_type;
   std::string part_path;
-  std::string code;    // "mime.oversized", "mime.not_xml", "mime.zip_unsupported", "mime.too_deep", ...
+  std::string code;    // "mime.oversized", "mime.not_xml", "mime.too_deep", "mime.zip_corrupt",
+                       // "mime.zip_bomb", "mime.zip_encrypted", "mime.zip_too_many_entries", "mime.zip_nested"...
   std::string reason;  // plain English
 };
 

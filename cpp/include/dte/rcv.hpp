@@ -8,6 +8,10 @@
 
 #include "dte/books.hpp"
 
+namespace dte::sii {
+class Client;
+}
+
 namespace dte::rcv {
 
 struct OtherTax {
@@ -99,5 +103,50 @@ struct ReconcileFinding {
 std::vector<ReconcileFinding> reconcile(const std::vector<Row>& rows,
                                         const std::vector<LocalDocument>& documents,
                                         const ReconcileOptions& options = {});
+
+// --- download from SII (rcv_download.cpp) ----------------------------------------------------
+//
+// SII publishes no RCV web service; the portal's JSON facade is what every tool calls
+// (PROTOCOL.md section 11, [COMMUNITY]): POST {base}/getResumen for the period's totals per
+// document type, then POST {base}/getDetalleCompraExport or getDetalleVentaExport per type, whose
+// `data` is the CSV export line by line (the same dialect parse_csv reads). Body:
+//   {"metaData": {"namespace": "cl.sii.sdi.lob.diii.consdcv.data.api.interfaces.FacadeService/<op>",
+//                 "conversationId": TOKEN, "transactionId": uuid, "page": null},
+//    "data": {"rutEmisor", "dvEmisor", "ptributario": "YYYYMM", "operacion": "COMPRA"|"VENTA",
+//             "estadoContab": REGISTRO|PENDIENTE|NO_INCLUIR|RECLAMADO, "codTipoDoc", ...}}
+// with the SOAP-family token as `Cookie: TOKEN=`. Answers carry
+// `respEstado {codRespuesta, msgeRespuesta}`: 0 is success; "token no es valido", HTTP 401/403 are
+// expiry signals (renewed once); other codes are SiiRejected "sii.rcv.<code>".
+
+struct DownloadRequest {
+  std::string company_rut;  // whose register; the client's signer must be authorized for it
+  std::string period;       // "YYYY-MM"
+  std::string kind;         // "compras" or "ventas"
+  std::string state;        // compras: REGISTRO (default), PENDIENTE, NO_INCLUIR, RECLAMADO
+                            // (aliases registered, pending, not_included, claimed); ventas: ""
+  std::vector<int> doc_types;  // empty: every type the period's summary lists
+  std::string base_url;     // "" = the portal facade (www4.sii.cl), or the simulator's own
+};
+
+struct TypeSummary {  // one row of getResumen
+  int doc_type = 0;
+  long long documents = 0;
+  long long exempt = 0, net = 0, vat = 0, total = 0;
+};
+
+struct Download {
+  std::string period, kind, state;   // normalised: "2025-03", "compras", "PENDIENTE"
+  std::vector<TypeSummary> summary;
+  std::string csv;                   // one header, then every type's rows, as SII exports them
+  ParseResult parsed;                // csv through parse_csv (row-level errors kept)
+  int requests = 0;                  // facade calls made
+};
+
+// Throws DteError "rcv.bad_request" for a malformed request, and the SII client's errors
+// (SiiTransportError, SiiAuthError, SiiRejected, SiiMalformedAnswer) for the transport.
+Download download(sii::Client& client, const DownloadRequest& request);
+
+// The facade base URL for a client: the simulator's when it is one, else SII's portal.
+std::string default_facade_base(const sii::Client& client);
 
 }  // namespace dte::rcv

@@ -36,8 +36,13 @@
 //   -11 with ERR_CODE 2 (not processed yet) or SRV_CODE 2   -> in_progress
 //   EPR: RECHAZADOS > 0 -> rejected; REPAROS > 0 -> accepted_with_objections;
 //        ACEPTADOS == INFORMADOS -> accepted  (EPR alone is not acceptance)
-//   RPR RLV                                                 -> accepted_with_objections
-//   RCH RCT RFR RSC RCO VOF                                 -> rejected
+//        EPR without counts: books/RVD (EnvelopeKind::kBook) and kAuto -> accepted (final);
+//        an EnvioDTE (kDocuments) -> SiiMalformedAnswer "sii.no_counts"
+//   RPR RLV (counts read when present)                      -> accepted_with_objections
+//   RCH RCT RFR RSC RCS RCO VOF                             -> rejected
+//   Books: LOK (book consistent)                            -> accepted
+//          LRH (book rejected), LNC LRF LRS [UNCERTAIN]     -> rejected
+//   Every row, with its meaning and source: state_table().
 //   RPT (repeated envelope)                                 -> rejected (duplicate = true)
 //   001 002 003                                             -> token renewed, query repeated once
 //   -11 ERR_CODE 1 / other negative codes                   -> SiiRejected "sii.status.<code>"
@@ -195,6 +200,34 @@ class CircuitBreaker {
   bool trial_in_flight_ = false;
 };
 
+// --------------------------------------------------------------------------- shared state
+
+// State shared by every client of every process and machine (the Redis implementation is in
+// dte/redis.hpp). Without one (ClientConfig::shared == nullptr, the embedded default) tokens and
+// breakers live in this process only. Implementations are thread-safe and never throw: when the
+// store is unreachable they answer as if it were empty (fetch a token, let requests through), so
+// an outage of the store degrades to per-process behaviour instead of stopping SII traffic.
+class SharedState {
+ public:
+  virtual ~SharedState() = default;
+  // Token cache: the token stored under `key`, nullopt when none (or expired).
+  virtual std::optional<std::string> token_get(const std::string& key) = 0;
+  virtual void token_put(const std::string& key, const std::string& token, double ttl_s) = 0;
+  // Removes the token under `key` only if it is still `stale` ("" = whatever it is).
+  virtual void token_drop(const std::string& key, const std::string& stale) = 0;
+  // Renewal lock, so that one caller among all processes renews a token at a time. `owner` is
+  // unique per attempt; the lock lapses after `lease_s` if its holder dies.
+  virtual bool token_try_lock(const std::string& key, const std::string& owner, double lease_s) = 0;
+  virtual void token_unlock(const std::string& key, const std::string& owner) = 0;
+  // Circuit breaker per endpoint (same policy semantics as CircuitBreaker, on the store's clock).
+  virtual bool breaker_allow(const std::string& endpoint, const BreakerPolicy& p) = 0;
+  virtual void breaker_record(const std::string& endpoint, bool success, const BreakerPolicy& p) = 0;
+  virtual BreakerState breaker_state(const std::string& endpoint, const BreakerPolicy& p) = 0;
+  // Token bucket `bucket` refilled at `rate_per_s` up to `burst`: 0 when a token was taken,
+  // otherwise the seconds to wait before asking again.
+  virtual double rate_acquire(const std::string& bucket, double rate_per_s, double burst) = 0;
+};
+
 // ----------------------------------------------------------------------------- configuration
 
 struct ClientConfig {
@@ -211,6 +244,9 @@ struct ClientConfig {
   std::string ca_file;            // extra CA bundle, "" = system
   unsigned batch_threads = 0;     // 0 = pool size
   std::uint64_t random_seed = 0;  // jitter RNG seed, 0 = random
+  std::shared_ptr<SharedState> shared;  // tokens, breakers and rate shared across processes
+  double rate_per_s = 0;          // requests per second to SII over all sharers (0 = no limit;
+  double rate_burst = 0;          // needs `shared`); burst 0 = max(1, rate_per_s)
 };
 
 // -------------------------------------------------------------------------------- answers
@@ -225,6 +261,30 @@ struct Respuesta {
 
 enum class EnvelopeState { kInProgress, kAccepted, kAcceptedWithObjections, kRejected };
 std::string to_string(EnvelopeState s);
+
+// What an upload holds, for reading its QueryEstUp answer. Books (LibroCV, LibroGuia) and the
+// boleta summary (ConsumoFolios/RVD) have no per-type counts: their EPR (or LOK) is final as it
+// stands. An EnvioDTE's EPR without counts is a malformed answer ("EPR is not acceptance").
+// kAuto (callers that do not know, e.g. `dte status`) takes an EPR without counts as accepted.
+enum class EnvelopeKind { kAuto, kDocuments, kBook };
+std::string to_string(EnvelopeKind k);
+EnvelopeKind envelope_kind_from_string(std::string_view s);  // auto|documents|book, else DteError
+// The kind of an envelope from its root element: EnvioDTE/EnvioBOLETA -> kDocuments,
+// LibroCompraVenta (LibroCV)/LibroGuia/LibroBoleta/ConsumoFolios -> kBook, anything else kAuto.
+EnvelopeKind envelope_kind_of_root(std::string_view root_local_name);
+
+// One row of the documented code tables (state_table()): every code the client understands, per
+// service, with its meaning, whether it is final, and the verdict it leads to ("in_progress",
+// "accepted", "accepted_with_objections", "rejected", "not_received", "token", "error", "ok").
+struct StateInfo {
+  std::string service;  // upload | estup | estup_book | estdte | boleta_envelope | boleta_document | correo
+  std::string code;
+  std::string meaning;
+  bool final = false;
+  std::string verdict;
+  std::string source;   // OFFICIAL | IMPL | COMMUNITY | UNCERTAIN (PROTOCOL.md tags)
+};
+const std::vector<StateInfo>& state_table();
 
 enum class DocumentState {
   kReceived, kDataMismatch, kNotReceived, kFolioNotAuthorized, kFolioAnnulled,
@@ -288,6 +348,26 @@ struct DocumentStatus {
   std::string err_code;
   std::string glosa;
   std::string description;
+  // Classification (state_table(), service "estdte"): DOK and the note states are accepted and
+  // final; DNK accepted_with_objections (SII has it, the data asked about differ); FNA FAN EMP
+  // rejected and final (SII will never take that folio); FAU not_received and not final.
+  bool final = false;
+  std::string verdict;
+};
+
+// wsDTECorreo.reenvioCorreo: SII e-mails the result of an upload (with the per-document error
+// codes QueryEstUp does not give) again to the company's registered address.
+//   0 request received                    -> MailResendResult{code 0}
+//   104, 001/002/003 token                -> token renewed, request repeated once
+//   101 RUT check digit, 102 missing data, 105 unknown track id, 106 user without rights on the
+//   company, 114 upload not validated yet (no e-mail exists)     -> SiiRejected "sii.mail.<code>"
+//   103 107 108 110 111 112 113 internal  -> SiiTransportError "sii.mail.internal" (retry)
+//   other                                 -> SiiMalformedAnswer "sii.unknown_state"
+struct MailResendResult {
+  int code = -1;
+  std::string glosa;
+  std::string description;
+  bool ok() const noexcept { return code == 0; }
 };
 
 struct ClaimResult {
@@ -321,6 +401,8 @@ void check_upload_status(const UploadAnswer& a);
 std::string upload_status_meaning(int status);
 // Maps a QueryEstUp answer; token codes throw SiiAuthError "sii.token_expired".
 EnvelopeStatus interpret_est_up(const Respuesta& r);
+EnvelopeStatus interpret_est_up(const Respuesta& r, EnvelopeKind kind);
+MailResendResult interpret_mail_resend(const Respuesta& r);
 EnvelopeStatus interpret_boleta_status(std::string_view json);
 DocumentStatus interpret_doc_state(std::string_view estado, std::string_view err_code,
                                    std::string_view glosa);
@@ -366,6 +448,10 @@ class Client {
   UploadResult upload(const UploadRequest& req, bool force_dte_upload = false);
   EnvelopeStatus envelope_status(std::string_view track_id, std::string_view company_rut,
                                  bool boleta = false);
+  EnvelopeStatus envelope_status(std::string_view track_id, std::string_view company_rut,
+                                 bool boleta, EnvelopeKind kind);
+  // wsDTECorreo.reenvioCorreo (table above MailResendResult).
+  MailResendResult resend_mail(std::string_view track_id, std::string_view company_rut);
   DocumentStatus document_status(const DocumentQuery& q, bool advanced = false);
   DocumentStatus boleta_document_status(const DocumentQuery& q);
 
@@ -382,6 +468,16 @@ class Client {
 
   // Breaker state of each endpoint used so far ("upload" -> "closed", ...).
   std::map<std::string, std::string> breaker_states();
+
+  // A POST to an SII service that takes the SOAP-family token as `Cookie: TOKEN=` (the RCV
+  // portal facade: rcv::download in rcv_download.cpp), under the endpoint's breaker, retries and
+  // renew-once. `body_for(token)` builds the body; `judge(status, body)` throws SiiAuthError
+  // "sii.token_expired" on an expiry signal (token renewed, call repeated once),
+  // SiiTransportError to retry, anything else to fail. Returns the body `judge` accepted.
+  std::string post_with_token(const std::string& endpoint, const std::string& url,
+                              const std::string& content_type,
+                              const std::function<std::string(const std::string& token)>& body_for,
+                              const std::function<void(long status, std::string_view body)>& judge);
 
   struct Impl;
 
