@@ -29,6 +29,7 @@ from . import cli_sii
 from . import cli_books
 from . import cli_reception
 from . import cli_worker
+from . import cli_ops
 from . import cli_certify
 from .errors import DteError
 
@@ -372,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_books.register(sub)
     cli_reception.register(sub)
     cli_worker.register(sub)
+    cli_ops.register(sub)
     cli_certify.register(sub)
     return parser
 
