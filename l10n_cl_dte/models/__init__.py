@@ -6,6 +6,10 @@ from . import template_cl
 from . import l10n_cl_dte_certificate
 from . import l10n_cl_dte_caf
 from . import l10n_cl_dte_document
+from . import l10n_cl_dte_book
+from . import l10n_cl_dte_rcv
+from . import l10n_cl_dte_incoming
+from . import l10n_cl_dte_ops
 from . import l10n_cl_account_invoice_reference
 from . import account_journal
 from . import account_move

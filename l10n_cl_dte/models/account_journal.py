@@ -7,4 +7,4 @@ class AccountJournal(models.Model):
     l10n_cl_dte_enabled = fields.Boolean(
         'Electronic documents (DTE)',
         help='Sign documents posted in this journal as DTEs (folio from a CAF, stamp, signature) and '
-             'send them to SII.')
+             'send them to SII. On a purchase journal: the facturas de compra (46) the company issues.')

@@ -1,4 +1,5 @@
 import base64
+import datetime
 import os
 
 import dte_native
@@ -10,6 +11,10 @@ from odoo.tools import SQL
 from . import dte_crypto
 
 LOW_FOLIOS_THRESHOLD = 10
+# The folio forecast looks at this many past days of use.
+FORECAST_WINDOW_DAYS = 30
+# Alert when the folios of a type last fewer days than this, or a CAF expires within it.
+ALERT_DAYS = 14
 
 
 class L10nClDteCaf(models.Model):
@@ -21,6 +26,7 @@ class L10nClDteCaf(models.Model):
     transaction holding the row lock (see _l10n_cl_dte_take_folio)."""
     _name = 'l10n_cl_dte.caf'
     _description = 'DTE folio authorization (CAF)'
+    _inherit = ['mail.thread', 'mail.activity.mixin']
     _order = 'doc_type, folio_from'
 
     name = fields.Char(compute='_compute_name', store=True)
@@ -42,6 +48,21 @@ class L10nClDteCaf(models.Model):
     state = fields.Selection(
         [('in_use', 'In use'), ('low', 'Few folios left'), ('exhausted', 'Exhausted'), ('expired', 'Expired')],
         compute='_compute_state')
+    # Folio forecast: a plain average, shown with its inputs so anyone can check it.
+    daily_usage = fields.Float(
+        'Folios used per day', compute='_compute_forecast', digits=(16, 2),
+        help='Documents of this type signed in the last 30 days, divided by 30.')
+    folios_ahead = fields.Integer(
+        'Folios of earlier CAFs', compute='_compute_forecast',
+        help='Unused folios of lower ranges of the same type: they are used before this CAF.')
+    days_left = fields.Integer(
+        'Days of folios left', compute='_compute_forecast',
+        help='(folios of earlier CAFs + folios left in this one) / folios used per day. '
+             'Empty when nothing was signed in the last 30 days.')
+    forecast_exhausted_on = fields.Date(
+        'Forecast: runs out on', compute='_compute_forecast',
+        help='Today + days of folios left, or the expiry date when that comes first.')
+    forecast_note = fields.Char('Forecast', compute='_compute_forecast')
 
     _range_ok = models.Constraint(
         'CHECK(folio_from >= 1 AND folio_from <= folio_to AND next_folio >= folio_from '
@@ -84,6 +105,70 @@ class L10nClDteCaf(models.Model):
                 caf.state = 'low'
             else:
                 caf.state = 'in_use'
+
+    @api.model
+    def _l10n_cl_dte_daily_usage(self, company, doc_type, today=None):
+        """Average folios per day of (company, type) over the last FORECAST_WINDOW_DAYS days."""
+        today = today or fields.Date.context_today(self)
+        since = today - datetime.timedelta(days=FORECAST_WINDOW_DAYS)
+        used = self.env['l10n_cl_dte.document'].sudo().search_count([
+            ('company_id', '=', company.id), ('doc_type', '=', doc_type), ('issue_date', '>', since)])
+        return used / FORECAST_WINDOW_DAYS
+
+    @api.depends('next_folio', 'folio_to', 'expires_on')
+    def _compute_forecast(self):
+        today = fields.Date.context_today(self)
+        usage = {}
+        for caf in self:
+            key = (caf.company_id, caf.doc_type)
+            if key not in usage:
+                usage[key] = self._l10n_cl_dte_daily_usage(caf.company_id, caf.doc_type, today) \
+                    if caf.company_id and caf.doc_type else 0.0
+            rate = usage[key]
+            siblings = self.sudo().search([
+                ('company_id', '=', caf.company_id.id), ('doc_type', '=', caf.doc_type),
+                ('folio_from', '<', caf.folio_from or 0)]) if caf.id else self.browse()
+            ahead = sum(s.folios_left for s in siblings if not (s.expires_on and s.expires_on < today))
+            caf.daily_usage = rate
+            caf.folios_ahead = ahead
+            if rate > 0 and caf.folios_left > 0:
+                days = int((ahead + caf.folios_left) / rate)
+                on = today + datetime.timedelta(days=days)
+                if caf.expires_on and caf.expires_on < on:
+                    on = caf.expires_on
+                    days = max(0, (on - today).days)
+                caf.days_left = days
+                caf.forecast_exhausted_on = on
+                caf.forecast_note = self.env._(
+                    '%(left)s folios (+%(ahead)s before) at %(rate).1f/day: about %(days)s days',
+                    left=caf.folios_left, ahead=ahead, rate=rate, days=days)
+            else:
+                caf.days_left = 0
+                caf.forecast_exhausted_on = caf.expires_on if caf.folios_left > 0 else False
+                caf.forecast_note = self.env._('No use in the last 30 days') if caf.folios_left > 0 \
+                    else self.env._('Exhausted')
+
+    def _l10n_cl_dte_alert_reason(self, today=None):
+        """Why this CAF needs attention (text), or False. Only CAFs still in use are looked at."""
+        self.ensure_one()
+        today = today or fields.Date.context_today(self)
+        if self.folios_left <= 0 or (self.expires_on and self.expires_on < today):
+            return False
+        if self.expires_on and self.expires_on <= today + datetime.timedelta(days=ALERT_DAYS):
+            return self.env._('%(name)s expires on %(date)s with %(left)s folios unused: request a new CAF.',
+                              name=self.name, date=self.expires_on, left=self.folios_left)
+        later = self.sudo().search([
+            ('company_id', '=', self.company_id.id), ('doc_type', '=', self.doc_type),
+            ('folio_from', '>', self.folio_from)])
+        if later.filtered(lambda c: c.folios_left > LOW_FOLIOS_THRESHOLD
+                          and not (c.expires_on and c.expires_on < today)):
+            return False  # another range takes over; it gets its own alert
+        rate = self.daily_usage
+        if self.folios_left <= LOW_FOLIOS_THRESHOLD or (rate > 0 and self.days_left <= ALERT_DAYS):
+            return self.env._(
+                '%(name)s: %(left)s folios left (%(note)s). Request a new CAF from SII.',
+                name=self.name, left=self.folios_left, note=self.forecast_note)
+        return False
 
     # --- keys and upload -------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ class L10nClDteCertificate(models.Model):
     never shown in a view. Signing code uses sudo()."""
     _name = 'l10n_cl_dte.certificate'
     _description = 'DTE signing certificate'
+    _inherit = ['mail.thread', 'mail.activity.mixin']
     _order = 'date_end desc, id desc'
 
     name = fields.Char(compute='_compute_name', store=True)

@@ -66,6 +66,13 @@ class L10nClDteDocument(models.Model):
     next_poll = fields.Datetime(readonly=True, index=True)
     poll_count = fields.Integer(readonly=True)
     exchange_ids = fields.One2many('l10n_cl_dte.exchange', 'document_id', readonly=True)
+    # Crash safety (issue 10, scripts/crash-loop): the exact envelope and the moment it goes out
+    # are committed before the upload; while set, SII may or may not have it (a kill between the
+    # upload and the commit of its answer). The next attempt asks SII first, then re-sends these
+    # same bytes, never a new envelope: SII refuses an identical file (STATUS 99) instead of
+    # processing the document twice (which would make it "folio repeated").
+    upload_envelope_file = fields.Binary('Envelope in flight', attachment=True, readonly=True, copy=False)
+    upload_started = fields.Datetime('Upload in doubt since', readonly=True, copy=False)
 
     _folio_uniq = models.Constraint(
         'UNIQUE(company_id, doc_type, folio)', 'A folio can be used by one document only.')
@@ -148,32 +155,81 @@ class L10nClDteDocument(models.Model):
         on the document, never raised, so a batch goes on with the next one."""
         self.ensure_one()
         from dte_native import errors  # noqa: PLC0415
+        resent = bool(self.upload_started)
         try:
-            envelope = self._build_envelope()
             client = self._sii_client()
+            if resent:
+                # The last attempt may have reached SII: never send a second envelope blindly.
+                if self._sii_settle_interrupted_upload(client):
+                    return True
+                envelope = base64.b64decode(self.with_context(bin_size=False).upload_envelope_file)
+            else:
+                envelope = self._build_envelope()
+                self.write({'upload_envelope_file': base64.b64encode(envelope),
+                            'upload_started': fields.Datetime.now()})
+                if _can_commit():
+                    self.env.cr.commit()  # pylint: disable=invalid-commit
+                    if not self._lock_one():  # another worker took it in between: its turn
+                        return False
             result = client.upload(envelope, dte_native.rut_normalize(self.company_id.vat),
                                    filename='%s.xml' % self.name)
         except errors.SiiRejected as e:
             self._log_exchange('upload', False, str(e))
+            self._sii_upload_settled()
             self._set_state('rejected', str(e))
             return False
         except (errors.DteError, UserError, OSError) as e:
-            # Transport trouble: stays to_send, the cron tries again.
+            # Transport trouble: stays to_send, the cron tries again (asking SII first when the
+            # envelope may have arrived).
             _logger.warning('DTE %s: upload to SII failed, will retry: %s', self.name, e)
             self._log_exchange('upload', False, str(e))
             self.sii_message = str(e)
             return False
         if result.duplicate and not result.track_id:
+            if resent:
+                # Interrupted upload: SII has this very envelope, yet QueryEstDte just said the
+                # document is not received: SII processed and rejected it.
+                self._sii_upload_settled()
+                self._set_state('rejected', self.env._(
+                    'SII already received this envelope before an interruption and does not list the '
+                    'document as received (QueryEstDte): it was rejected. Correct it and send it again.'))
+                return True
             # SII already had it: success; its status comes from the per-document query.
             summary = self.env._('Already received by SII (duplicate upload).')
         else:
             summary = self.env._('Uploaded, track id %s.', result.track_id)
         self.track_id = result.track_id or self.track_id
         self._log_exchange('upload', True, summary, result.track_id)
+        self._sii_upload_settled()
         self.poll_count = 0
         self.next_poll = fields.Datetime.add(fields.Datetime.now(), seconds=30)
         self._set_state('sent', summary)
         return True
+
+    def _sii_upload_settled(self):
+        self.write({'upload_envelope_file': False, 'upload_started': False})
+
+    def _sii_settle_interrupted_upload(self, client):
+        """An upload was interrupted after the envelope may have left: asks SII (QueryEstDte, or
+        the boleta REST query) whether it has the document. True when that settled it (SII has it:
+        accepted); False when the same envelope must be sent again. Raises on transport trouble."""
+        from dte_native import sii  # noqa: PLC0415
+        query = sii.DocumentQuery(
+            issuer_rut=dte_native.rut_normalize(self.company_id.vat), receiver_rut=self.receiver_rut or '',
+            doc_type=self.doc_type, folio=self.folio,
+            date=(self.issue_date or fields.Date.today()).isoformat(), amount=self.amount_total)
+        if dte_native.is_boleta(self.doc_type):
+            status = client.boleta_document_status(query)
+        else:
+            status = client.document_status(query)
+        summary = '%s (%s)' % (status.glosa or status.state, status.sii_state)
+        self._log_exchange('status', True, self.env._('After an interrupted upload: %s', summary))
+        if status.state in ('received', 'data_mismatch', 'modified_by_note', 'annulled_by_note'):
+            self._sii_upload_settled()
+            self._set_state('sent', self.env._('SII had already received it (upload interrupted).'))
+            self._set_state('accepted', summary)
+            return True
+        return False
 
     def _sii_poll_status(self):
         """Asks SII for the envelope's status and moves the document accordingly."""

@@ -1,0 +1,2 @@
+from . import metrics
+from . import webhooks

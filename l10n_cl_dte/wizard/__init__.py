@@ -1,0 +1,1 @@
+from . import l10n_cl_dte_incoming_claim
