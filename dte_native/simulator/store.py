@@ -107,6 +107,7 @@ class Store:
         self.documents: list[dict[str, Any]] = []
         self.accepted: dict[str, dict[str, Any]] = {}
         self.file_hashes: dict[str, str] = {}
+        self._receiving: set[str] = set()  # digests of uploads being processed right now
         self.events: list[dict[str, Any]] = []
         # Folio ranges SII "issued" (CAFs seen in TEDs or registered over /_sim/caf) and annulled
         # ones (/_sim/annul), per "RUT|tipo": QueryEstDte answers FNA outside every known range
@@ -297,13 +298,25 @@ class Store:
     def receive(self, data: bytes, filename: str, rut_sender: str, rut_company: str,
                 via: str, force_duplicate: bool = False) -> UploadResult:
         """Everything SII does with an uploaded file. `via`: 'upload' (DTEUpload) or 'rest'."""
-        upload_checks = set(self.cfg.get("upload_checks") or [])
         digest = hashlib.sha256(data).hexdigest()
         with self.lock:
             previous = self.file_hashes.get(digest)
-            if force_duplicate or (previous and self.cfg["duplicate_mode"] == "status99"):
-                self.event("upload_duplicate", file=filename, previous_trackid=previous)
+            # The same file arriving while its first copy is still being processed (a client
+            # killed mid-upload, then a resend) is that file again, not a second envelope.
+            if force_duplicate or (self.cfg["duplicate_mode"] == "status99" and
+                                   (previous or digest in self._receiving)):
+                self.event("upload_duplicate", file=filename, previous_trackid=previous or "")
                 return UploadResult(99, errors=["Archivo ya recibido"])
+            self._receiving.add(digest)
+        try:
+            return self._receive(data, filename, rut_sender, rut_company, via, digest, previous)
+        finally:
+            with self.lock:
+                self._receiving.discard(digest)
+
+    def _receive(self, data: bytes, filename: str, rut_sender: str, rut_company: str, via: str,
+                 digest: str, previous: str | None) -> UploadResult:
+        upload_checks = set(self.cfg.get("upload_checks") or [])
 
         env: dict[str, Any] = {
             "via": via, "file": filename, "rut_sender": rut_sender, "rut_company": rut_company,

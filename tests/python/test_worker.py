@@ -137,7 +137,7 @@ def test_killed_worker_jobs_are_taken_over(kit: testkit.TestKit, cafs: dict[int,
     # An upload the killed worker delivered before dying is recognised by SII on the resend
     # (STATUS 99: "duplicate"); nothing is accepted twice.
     assert all(r.consumer == "survivor" and r.result and r.result["state"] in ("accepted", "duplicate")
-               for r in results)
+               for r in results), [(r.id, r.consumer, r.attempts, r.result) for r in results]
     taken_over = [r for r in results if r.attempts >= 2]
     assert taken_over, "no job was taken over from the killed worker"
     hashes = [e["sha256"] for e in uploads(sim)]
