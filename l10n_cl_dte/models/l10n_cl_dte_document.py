@@ -188,7 +188,15 @@ class L10nClDteDocument(models.Model):
         if result.duplicate and not result.track_id:
             if resent:
                 # Interrupted upload: SII has this very envelope, yet QueryEstDte just said the
-                # document is not received: SII processed and rejected it.
+                # document is not received. Real SII may still be processing it: only after a
+                # grace period is that a rejection (never a rejection of an accepted document).
+                grace = self._sii_upload_doubt_grace_minutes()
+                if grace and fields.Datetime.now() < fields.Datetime.add(self.upload_started, minutes=grace):
+                    msg = self.env._('SII has this envelope but does not list the document yet; '
+                                     'asking again later (upload interrupted).')
+                    self._log_exchange('upload', True, msg)
+                    self.sii_message = msg
+                    return False
                 self._sii_upload_settled()
                 self._set_state('rejected', self.env._(
                     'SII already received this envelope before an interruption and does not list the '
@@ -205,6 +213,18 @@ class L10nClDteDocument(models.Model):
         self.next_poll = fields.Datetime.add(fields.Datetime.now(), seconds=30)
         self._set_state('sent', summary)
         return True
+
+    def _sii_upload_doubt_grace_minutes(self):
+        """How long SII may take to list a document whose interrupted upload it has: the system
+        parameter l10n_cl_dte.upload_doubt_grace_minutes, else 60 (0 on the simulator, which
+        registers documents on receipt)."""
+        param = self.env['ir.config_parameter'].sudo().get_param('l10n_cl_dte.upload_doubt_grace_minutes')
+        if param not in (None, False, ''):
+            try:
+                return max(0, int(param))
+            except ValueError:
+                _logger.warning('l10n_cl_dte.upload_doubt_grace_minutes is not a number: %r', param)
+        return 0 if self.company_id.l10n_cl_dte_environment == 'simulator' else 60
 
     def _sii_upload_settled(self):
         self.write({'upload_envelope_file': False, 'upload_started': False})

@@ -77,6 +77,22 @@ class TestCrashSafety(L10nClDteCommon):
         doc.move_id.action_l10n_cl_dte_send()
         self.assertEqual(doc.state, 'to_send')
 
+    def test_interrupted_rejection_waits_for_the_grace_period(self):
+        # Real SII may take a while to list a document it has: within the grace period the doubt
+        # is kept (no rejection of what may yet be accepted), after it the rejection is recorded.
+        self.env['ir.config_parameter'].sudo().set_param('l10n_cl_dte.upload_doubt_grace_minutes', '60')
+        self.simulator.configure(reject_share=1.0)
+        doc = self._interrupted(reached_sii=True)
+        self.Document._cron_send()
+        self.assertEqual(doc.state, 'to_send', doc.exchange_ids.mapped('summary'))
+        self.assertTrue(doc.upload_started)
+        self.assertIn('asking again later', doc.sii_message)
+        doc.upload_started = fields.Datetime.subtract(fields.Datetime.now(), hours=2)
+        self.Document._cron_send()
+        self.assertEqual(doc.state, 'rejected', doc.exchange_ids.mapped('summary'))
+        self.assertFalse(doc.upload_started)
+        self.assertEqual(self._receptions(doc), (1, 2))
+
     def test_interrupted_before_reaching_sii(self):
         doc = self._interrupted(reached_sii=False)
         sent = base64.b64decode(doc.with_context(bin_size=False).upload_envelope_file)
