@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,25 +22,11 @@ from dte_native.worker import Worker, WorkerConfig
 
 import simkit
 from conftest import document
-from test_queue import SECRET, Receiver, redis_reachable, REDIS_URL
+from test_queue import SECRET, Receiver, prefix, rurl  # noqa: F401 (the Redis fixtures)
 
 sim_mod = simkit.load_simulator()
 XSD = simkit.xsd_dir()
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def rurl() -> str:
-    if not redis_reachable():
-        pytest.skip(f"Redis not reachable at {REDIS_URL}")
-    return REDIS_URL
-
-
-@pytest.fixture()
-def prefix(rurl: str) -> Iterator[str]:
-    p = f"dtetest:{os.getpid()}:{uuid.uuid4().hex[:10]}"
-    yield p
-    queue.JobQueue(rurl, prefix=p).purge()
 
 
 @pytest.fixture()
