@@ -23,12 +23,18 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 from . import _core
 from ._api import Certificate, SchemaSet, SiiKeyring, schema_dir, schemas
 from ._types import Check
+from .certify import xmlread
+from .errors import DocumentError, XmlSyntaxError
+
+from lxml import etree  # type: ignore[import-untyped]
 
 __all__ = [
     "RECIBO_DECLARACION", "ReceivedDocument", "ReceivedEnvelope", "MessageItem", "MessageOutcome",
     "InboxMessage", "InboxBatch", "InboxEntry", "classify", "fetch_inbox", "process_message",
     "verify_received", "build_recepcion", "build_resultado", "build_recibos", "respond",
     "answer_message", "send_answer", "run_inbox", "claim_at_sii",
+    "MAX_DTE_BYTES", "DteHeader", "DteParty", "DteTax", "DteTotals", "DteItemCode", "DteLine",
+    "DteGlobalAdjustment", "DteReference", "DteContent", "read_dte",
 ]
 
 RECIBO_DECLARACION: str = _core.RECIBO_DECLARACION
@@ -387,3 +393,192 @@ def claim_at_sii(client: Any, document: ReceivedDocument, action: str) -> Any:
     """Registers acceptance ("ACD", "ERM") or a claim ("RCD", "RFP", "RFT") at SII
     (RegistroReclamoDTE) for one received document; ``client`` is a dte_native.sii.SiiClient."""
     return client.claim(document.issuer_rut, document.doc_type, document.folio, action)
+
+
+# --- reading a received DTE's content ----------------------------------------------------------
+
+MAX_DTE_BYTES = 8 * 1024 * 1024
+"""The largest DTE :func:`read_dte` reads (a received envelope is capped by the core likewise)."""
+
+
+@dataclass(frozen=True)
+class DteHeader:
+    doc_type: int
+    folio: int
+    issue_date: str  # FchEmis, ISO date
+    due_date: str  # FchVenc or ""
+    export: bool  # an <Exportaciones> document (110, 111, 112)
+
+
+@dataclass(frozen=True)
+class DteParty:
+    """Emisor or Receptor. Exports name the issuer RznSoc and boletas RznSocEmisor: both land in ``name``."""
+    rut: str
+    name: str
+    activity: str
+    street: str
+    city: str
+    email: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class DteTax:
+    """One Totales/ImptoReten: an additional tax or a retention (TipoImp code, rate %, amount)."""
+    code: int
+    rate: float
+    amount: float
+
+
+@dataclass(frozen=True)
+class DteTotals:
+    net: float  # MntNeto
+    exempt: float  # MntExe
+    vat_rate: float  # TasaIVA (0 when the document has no IVA)
+    vat: float  # IVA
+    total: float  # MntTotal
+    currency: str  # TpoMoneda (exports) or ""
+    additional_taxes: list[DteTax]
+
+
+@dataclass(frozen=True)
+class DteItemCode:
+    kind: str  # TpoCodigo
+    value: str  # VlrCodigo
+
+
+@dataclass(frozen=True)
+class DteLine:
+    number: int
+    name: str
+    description: str
+    quantity: float  # 1 when the line gives none
+    unit_price: float  # PrcItem, 0 when absent
+    discount_pct: float
+    discount_amount: float
+    surcharge_amount: float
+    amount: float  # MontoItem
+    exempt: bool  # IndExe 1 (exempt) or 2 (not billable)
+    tax_codes: list[int]  # CodImpAdic
+    item_codes: list[DteItemCode]
+
+
+@dataclass(frozen=True)
+class DteGlobalAdjustment:
+    """DscRcgGlobal: a global discount (``move == "D"``) or surcharge ("R"), in "%" or "$"."""
+    move: str
+    name: str
+    kind: str
+    value: float
+    exempt: bool
+
+
+@dataclass(frozen=True)
+class DteReference:
+    doc_type: str  # TpoDocRef: a DTE code or e.g. "SET", "801"
+    folio: str
+    date: str
+    code: str  # CodRef 1 voids, 2 corrects text, 3 corrects amounts, "" otherwise
+    reason: str
+
+
+@dataclass(frozen=True)
+class DteContent:
+    """What a received DTE says, as values: read by :func:`read_dte`."""
+    header: DteHeader
+    issuer: DteParty
+    receiver: DteParty
+    totals: DteTotals
+    lines: list[DteLine]
+    global_adjustments: list[DteGlobalAdjustment]
+    references: list[DteReference]
+
+
+def _num(node: Any, name: str, default: float = 0.0) -> float:
+    value = xmlread.text(node, name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise DocumentError(f"<{name}> is not a number: {value[:40]!r}", "dte.bad_number") from None
+
+
+def _int(node: Any, name: str) -> int:
+    value = xmlread.text(node, name)
+    if not value.isdigit():
+        raise DocumentError(f"<{name}> is missing or not a whole number: {value[:40]!r}", "dte.bad_number")
+    return int(value)
+
+
+def _party(node: Any, issuer: bool) -> DteParty:
+    def t(*names: str) -> str:
+        return next((v for v in (xmlread.text(node, n) for n in names) if v), "")
+
+    if issuer:
+        return DteParty(t("RUTEmisor"), t("RznSoc", "RznSocEmisor"), t("GiroEmis", "GiroEmisor"),
+                        t("DirOrigen"), t("CmnaOrigen"), t("CorreoEmisor"), t("Telefono"))
+    return DteParty(t("RUTRecep"), t("RznSocRecep"), t("GiroRecep"), t("DirRecep"), t("CmnaRecep"),
+                    t("CorreoRecep"), t("Contacto"))
+
+
+def read_dte(xml: bytes) -> DteContent:
+    """The content of one ``<DTE>`` (any type: facturas, notas, guías, boletas, exports) as typed values.
+
+    Reads only; it verifies nothing (:func:`verify_received` does). The parser loads no DTD, resolves
+    no entity and opens no network; a DOCTYPE, input over :data:`MAX_DTE_BYTES`, malformed XML or a
+    document without its header raise :class:`~dte_native.errors.XmlSyntaxError` /
+    :class:`~dte_native.errors.DocumentError`.
+
+    >>> content = read_dte(received.xml)  # doctest: +SKIP
+    >>> content.header.doc_type, content.totals.total, content.lines[0].name  # doctest: +SKIP
+    (33, 119000.0, 'Servicio')
+    """
+    if not isinstance(xml, (bytes, bytearray)):
+        raise TypeError("read_dte takes the DTE as bytes")
+    if len(xml) > MAX_DTE_BYTES:
+        raise XmlSyntaxError(f"the DTE is {len(xml)} bytes, over the {MAX_DTE_BYTES} read", "xml.too_large")
+    head = bytes(xml[:xml.find(b"<DTE") if b"<DTE" in xml else len(xml)])
+    if b"<!DOCTYPE" in head or b"<!ENTITY" in head:  # refused before parsing; checked again after
+        raise XmlSyntaxError("the DTE carries a DOCTYPE (DTDs and entities are refused)", "xml.dtd")
+    try:
+        root = xmlread.parse(bytes(xml))
+    except etree.XMLSyntaxError as e:
+        raise XmlSyntaxError(f"the DTE is not well-formed XML: {e}", "xml.syntax") from None
+    if root.getroottree().docinfo.doctype:
+        raise XmlSyntaxError("the DTE carries a DOCTYPE (DTDs and entities are refused)", "xml.dtd")
+    if any(isinstance(n, etree._Entity) for n in root.iter()):
+        raise XmlSyntaxError("the DTE uses entities (refused)", "xml.entity")
+    if xmlread.local(root) != "DTE":
+        raise DocumentError(f"expected one <DTE>, got <{xmlread.local(root)}>", "dte.not_dte")
+    doc = xmlread.document(root)
+    if doc is None:
+        raise DocumentError("the <DTE> has no Documento, Exportaciones or Liquidacion", "dte.no_document")
+    enc = xmlread.find(doc, "Encabezado")
+    id_doc, emisor, receptor, totales = (xmlread.find(enc, n) for n in ("IdDoc", "Emisor", "Receptor", "Totales"))
+    if id_doc is None or emisor is None or totales is None:
+        raise DocumentError("the DTE has no Encabezado with IdDoc, Emisor and Totales", "dte.no_header")
+    header = DteHeader(_int(id_doc, "TipoDTE"), _int(id_doc, "Folio"), xmlread.text(id_doc, "FchEmis"),
+                       xmlread.text(id_doc, "FchVenc"), xmlread.local(doc) == "Exportaciones")
+    taxes = [DteTax(int(_num(imp, "TipoImp")), _num(imp, "TasaImp"), _num(imp, "MontoImp"))
+             for imp in xmlread.findall(totales, "ImptoReten")]
+    totals = DteTotals(_num(totales, "MntNeto"), _num(totales, "MntExe"), _num(totales, "TasaIVA"),
+                       _num(totales, "IVA"), _num(totales, "MntTotal"), xmlread.text(totales, "TpoMoneda"), taxes)
+    lines = [DteLine(
+        int(_num(det, "NroLinDet")), xmlread.text(det, "NmbItem"), xmlread.text(det, "DscItem"),
+        _num(det, "QtyItem", 1.0) or 1.0, _num(det, "PrcItem"), _num(det, "DescuentoPct"),
+        _num(det, "DescuentoMonto"), _num(det, "RecargoMonto"), _num(det, "MontoItem"),
+        xmlread.text(det, "IndExe") in ("1", "2"),
+        [int(c.text) for c in xmlread.findall(det, "CodImpAdic") if (c.text or "").strip().isdigit()],
+        [DteItemCode(xmlread.text(c, "TpoCodigo"), xmlread.text(c, "VlrCodigo"))
+         for c in xmlread.findall(det, "CdgItem")],
+    ) for det in xmlread.findall(doc, "Detalle")]
+    adjustments = [DteGlobalAdjustment(
+        xmlread.text(dr, "TpoMov"), xmlread.text(dr, "GlosaDR"), xmlread.text(dr, "TpoValor"),
+        _num(dr, "ValorDR"), xmlread.text(dr, "IndExeDR") in ("1", "2"),
+    ) for dr in xmlread.findall(doc, "DscRcgGlobal")]
+    references = [DteReference(
+        xmlread.text(ref, "TpoDocRef"), xmlread.text(ref, "FolioRef"), xmlread.text(ref, "FchRef"),
+        xmlread.text(ref, "CodRef"), xmlread.text(ref, "RazonRef"),
+    ) for ref in xmlread.findall(doc, "Referencia")]
+    return DteContent(header, _party(emisor, True), _party(receptor, False), totals, lines, adjustments, references)

@@ -9,9 +9,17 @@ of it is accepted by the real SII.
 """
 from __future__ import annotations
 
+import imaplib
 import json
 import os
+import pwd
 import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -20,7 +28,7 @@ from . import _core
 from ._api import Caf, Certificate, SiiKeyring, supported_types
 
 __all__ = ["KeyPair", "Pkcs12Bundle", "TestKit", "make_rsa_key", "make_caf", "make_certificate",
-           "write_kit"]
+           "write_kit", "DovecotServer", "free_port"]
 
 DEFAULT_ISSUER_RUT = "76543210-3"  # the issuer of the shipped examples
 DEFAULT_SIGNER_RUT = "11111111-1"
@@ -185,3 +193,130 @@ def write_kit(out_dir: str | os.PathLike[str], *, rut: str = DEFAULT_ISSUER_RUT,
     }
     (root / "kit.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return kit
+
+
+# --- a throwaway IMAP server for tests ---------------------------------------------------------
+
+DOVECOT: str | None = shutil.which("dovecot") or (
+    "/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
+"""The Debian ``dovecot`` binary (package dovecot-imapd, installed by scripts/setup), or None."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for test servers)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class DovecotServer:
+    """Test utility: the Debian Dovecot started on loopback (plain IMAP, no TLS) with a temporary
+    maildir store and one passwd-file user, for reception tests against a real IMAP server.
+    Nothing here is fit for production.
+
+    >>> with testkit.DovecotServer() as server:  # doctest: +SKIP
+    ...     server.deliver(raw_mail)
+    ...     batch = reception.fetch_inbox(server.url, server.user, server.password)
+
+    Raises :class:`FileNotFoundError` when dovecot is not installed and :class:`RuntimeError`
+    (with the tail of its log) when it does not start: callers in tests skip on either.
+    The store lives in a fresh directory under the system temp dir (not pytest's ``tmp_path``,
+    whose 0700 parents Dovecot's helper processes, running as other users, cannot enter);
+    :meth:`stop` ends the server and removes it.
+    """
+
+    def __init__(self, user: str = "recepcion", password: str = "secreto") -> None:
+        if DOVECOT is None:
+            raise FileNotFoundError("dovecot is not installed (Debian dovecot-imapd; scripts/setup installs it)")
+        self.user, self.password = user, password
+        self.root = root = Path(tempfile.mkdtemp(prefix="dte_dovecot_"))
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        try:
+            self._start(root)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, root: Path) -> None:
+        root.chmod(0o755)  # auth/login processes run as other users
+        (root / "run").mkdir()
+        mail = root / "mail"
+        mail.mkdir()
+        uid, gid, extra = os.getuid(), os.getgid(), ""
+        if uid == 0:  # Dovecot refuses mail access as root
+            uid = gid = 65534
+            os.chown(mail, uid, gid)
+        else:
+            me = pwd.getpwuid(uid).pw_name
+            extra = f"default_login_user = {me}\ndefault_internal_user = {me}\n"
+        (root / "passwd").write_text(f"{self.user}:{{PLAIN}}{self.password}::::\n")
+        (root / "dovecot.conf").write_text(f"""base_dir = {root}/run
+state_dir = {root}/run
+log_path = {root}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+first_valid_uid = 1
+{extra}mail_location = maildir:{mail}/%u
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={mail}/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+""")
+        assert DOVECOT is not None
+        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(root / "dovecot.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        log = root / "dovecot.log"
+        raise RuntimeError(f"dovecot did not start: {log.read_text()[-500:] if log.exists() else ''}")
+
+    @property
+    def url(self) -> str:
+        """``imap://127.0.0.1:PORT/INBOX``."""
+        return f"imap://127.0.0.1:{self.port}/INBOX"
+
+    def deliver(self, raw: bytes) -> None:
+        """Append one raw RFC 822 message to the user's INBOX (as a mail server's delivery would)."""
+        with imaplib.IMAP4("127.0.0.1", self.port) as m:
+            m.login(self.user, self.password)
+            typ, _ = m.append("INBOX", "", imaplib.Time2Internaldate(time.time()), raw)
+            if typ != "OK":
+                raise RuntimeError(f"IMAP APPEND answered {typ}")
+
+    def stop(self) -> None:
+        """End the server and remove its store (idempotent)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> DovecotServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import dte_native
 from dte_native import reception
-from lxml import etree
 
 from odoo import api, fields, models
 from odoo.exceptions import UserError, ValidationError
@@ -66,80 +65,8 @@ REMINDER_DAYS_BEFORE = 2
 CREDIT_NOTE_TYPES = (61, 112)
 DEBIT_NOTE_TYPES = (56, 111)
 _DOC_SUBJECT = re.compile(r'^T\d+F\d+$')
-_NS = '{http://www.sii.cl/SiiDte}'
-# The DTE was already verified by the core under its secure limits; this parser only reads it
-# into values for the bill, still without DTDs, entities or network.
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 _CHILE = ZoneInfo('America/Santiago')
 _INBOX_LOCK_CLASS = 0x4454  # 'DT': pg advisory lock namespace of the inbox fetch, per company
-
-
-def _text(node, tag, default=''):
-    found = node.find(_NS + tag) if node is not None else None
-    return found.text.strip() if found is not None and found.text else default
-
-
-def _num(node, tag, default=0.0):
-    value = _text(node, tag)
-    try:
-        return float(value) if value else default
-    except ValueError:
-        return default
-
-
-def _read_dte(xml):
-    """The values of one received <DTE> that a vendor bill needs (no XML leaves this function)."""
-    root = etree.fromstring(xml, _PARSER)
-    doc = root.find(_NS + 'Documento')
-    if doc is None:
-        raise ValueError('the received DTE has no <Documento> (exports and liquidaciones are not supported)')
-    enc = doc.find(_NS + 'Encabezado')
-    id_doc, emisor, totales = (enc.find(_NS + tag) for tag in ('IdDoc', 'Emisor', 'Totales'))
-    lines = []
-    for det in doc.findall(_NS + 'Detalle'):
-        lines.append({
-            'name': _text(det, 'NmbItem'),
-            'description': _text(det, 'DscItem'),
-            'quantity': _num(det, 'QtyItem', 1.0) or 1.0,
-            'price': _num(det, 'PrcItem'),
-            'discount_pct': _num(det, 'DescuentoPct'),
-            'discount_amount': _num(det, 'DescuentoMonto'),
-            'surcharge_amount': _num(det, 'RecargoMonto'),
-            'amount': _num(det, 'MontoItem'),
-            'exempt': _text(det, 'IndExe') in ('1', '2'),
-            'tax_codes': [int(c.text) for c in det.findall(_NS + 'CodImpAdic') if c.text and c.text.strip().isdigit()],
-        })
-    global_dr = [{
-        'move': _text(dr, 'TpoMov'), 'name': _text(dr, 'GlosaDR'), 'kind': _text(dr, 'TpoValor'),
-        'value': _num(dr, 'ValorDR'), 'exempt': _text(dr, 'IndExeDR') in ('1', '2'),
-    } for dr in doc.findall(_NS + 'DscRcgGlobal')]
-    references = [{
-        'doc_type': _text(ref, 'TpoDocRef'), 'folio': _text(ref, 'FolioRef'), 'date': _text(ref, 'FchRef'),
-        'code': _text(ref, 'CodRef'), 'reason': _text(ref, 'RazonRef'),
-    } for ref in doc.findall(_NS + 'Referencia')]
-    additional = []
-    if totales is not None:
-        for imp in totales.findall(_NS + 'ImptoReten'):
-            additional.append({'code': int(_num(imp, 'TipoImp')), 'rate': _num(imp, 'TasaImp'),
-                               'amount': _num(imp, 'MontoImp')})
-    return {
-        'doc_type': int(_text(id_doc, 'TipoDTE') or 0),
-        'folio': _text(id_doc, 'Folio'),
-        'issue_date': _text(id_doc, 'FchEmis'),
-        'due_date': _text(id_doc, 'FchVenc'),
-        'issuer': {
-            'rut': _text(emisor, 'RUTEmisor'), 'name': _text(emisor, 'RznSoc') or _text(emisor, 'RznSocEmisor'),
-            'activity': _text(emisor, 'GiroEmis') or _text(emisor, 'GiroEmisor'),
-            'street': _text(emisor, 'DirOrigen'), 'city': _text(emisor, 'CmnaOrigen'),
-            'email': _text(emisor, 'CorreoEmisor'), 'phone': _text(emisor, 'Telefono'),
-        },
-        'vat_rate': _num(totales, 'TasaIVA'),
-        'total': _num(totales, 'MntTotal'),
-        'lines': lines,
-        'global': global_dr,
-        'references': references,
-        'additional_taxes': additional,
-    }
 
 
 def _mail_datetime(text):
@@ -471,7 +398,7 @@ class L10nClDteIncoming(models.Model):
 
     def _find_or_create_partner(self, issuer):
         self.ensure_one()
-        rut = dte_native.rut_normalize(issuer['rut'])
+        rut = dte_native.rut_normalize(issuer.rut)
         Partner = self.env['res.partner'].sudo().with_company(self.company_id)
         body = rut.split('-')[0]
         candidates = Partner.search([
@@ -481,17 +408,17 @@ class L10nClDteIncoming(models.Model):
             if dte_native.rut_is_valid(partner.vat or '') and dte_native.rut_normalize(partner.vat) == rut:
                 return partner
         partner = Partner.create({
-            'name': issuer['name'] or rut,
+            'name': issuer.name or rut,
             'is_company': True,
             'vat': rut,
             'country_id': self.env.ref('base.cl').id,
             'l10n_latam_identification_type_id': self.env.ref('l10n_cl.it_RUT').id,
             'l10n_cl_sii_taxpayer_type': '1',
-            'l10n_cl_activity_description': issuer['activity'] or False,
-            'street': issuer['street'] or False,
-            'city': issuer['city'] or False,
-            'email': issuer['email'] or False,
-            'phone': issuer['phone'] or False,
+            'l10n_cl_activity_description': issuer.activity or False,
+            'street': issuer.street or False,
+            'city': issuer.city or False,
+            'email': issuer.email or False,
+            'phone': issuer.phone or False,
         })
         partner.message_post(body=self.env._('Created from the received DTE %s.', self.name))
         return partner
@@ -517,11 +444,11 @@ class L10nClDteIncoming(models.Model):
         """The bill of the supplier's document a note refers to (received here before)."""
         self.ensure_one()
         for ref in references:
-            if not ref['doc_type'].isdigit() or not ref['folio'].isdigit():
+            if not ref.doc_type.isdigit() or not ref.folio.isdigit():
                 continue
             origin = self.sudo().search([
                 ('company_id', '=', self.company_id.id), ('issuer_rut', '=', self.issuer_rut),
-                ('doc_type', '=', int(ref['doc_type'])), ('folio', '=', int(ref['folio'])),
+                ('doc_type', '=', int(ref.doc_type)), ('folio', '=', int(ref.folio)),
                 ('move_id', '!=', False)], limit=1)
             if origin:
                 return origin.move_id
@@ -529,53 +456,53 @@ class L10nClDteIncoming(models.Model):
 
     def _bill_lines(self, content, notes):
         self.ensure_one()
-        exempt_document = self.doc_type in (34, 41, 110, 111, 112) or not content['vat_rate']
-        vat = self.env['account.tax'] if exempt_document else self._purchase_tax(14, content['vat_rate'] or 19)
+        exempt_document = self.doc_type in (34, 41, 110, 111, 112) or not content.totals.vat_rate
+        vat = self.env['account.tax'] if exempt_document else self._purchase_tax(14, content.totals.vat_rate or 19)
         if not exempt_document and not vat:
             notes.append(self.env._('No purchase tax for IVA %s%% in this company: lines left without tax.',
-                                    content['vat_rate']))
+                                    content.totals.vat_rate))
         extra = {}
-        for imp in content['additional_taxes']:
-            tax = self._purchase_tax(imp['code'], imp['rate'] or None)
+        for imp in content.totals.additional_taxes:
+            tax = self._purchase_tax(imp.code, imp.rate or None)
             if tax:
-                extra[imp['code']] = tax
+                extra[imp.code] = tax
             else:
-                notes.append(self.env._('Additional tax code %s has no purchase tax in this company.', imp['code']))
+                notes.append(self.env._('Additional tax code %s has no purchase tax in this company.', imp.code))
         lines, base_taxed, base_exempt = [], 0.0, 0.0
-        for line in content['lines']:
-            taxes = self.env['account.tax'] if line['exempt'] else vat
-            for code in line['tax_codes']:
+        for line in content.lines:
+            taxes = self.env['account.tax'] if line.exempt else vat
+            for code in line.tax_codes:
                 taxes |= extra.get(code, self.env['account.tax'])
-            quantity, price, amount = line['quantity'], line['price'], line['amount']
-            discount = line['discount_pct']
-            if not discount and line['discount_amount'] and quantity * price:
-                discount = line['discount_amount'] * 100.0 / (quantity * price)
+            quantity, price, amount = line.quantity, line.unit_price, line.amount
+            discount = line.discount_pct
+            if not discount and line.discount_amount and quantity * price:
+                discount = line.discount_amount * 100.0 / (quantity * price)
             # Keep the supplier's quantity, price and discount when they give its MontoItem;
             # otherwise the amount per unit (a surcharge, or rounding of a discount).
-            if not price or line['surcharge_amount'] or round(quantity * price * (1 - discount / 100.0)) != round(amount):
+            if not price or line.surcharge_amount or round(quantity * price * (1 - discount / 100.0)) != round(amount):
                 price, discount = amount / quantity, 0.0
-            name = line['name'] + ('\n' + line['description'] if line['description'] else '')
+            name = line.name + ('\n' + line.description if line.description else '')
             lines.append({'name': name or '-', 'quantity': quantity, 'price_unit': price, 'discount': discount,
                           'tax_ids': [(6, 0, taxes.ids)]})
-            if line['exempt']:
+            if line.exempt:
                 base_exempt += amount
             else:
                 base_taxed += amount
-        for dr in content['global']:
-            base = base_exempt if dr['exempt'] else base_taxed
-            value = round(base * dr['value'] / 100.0) if dr['kind'] == '%' else dr['value']
-            sign = -1 if dr['move'] == 'D' else 1
-            lines.append({'name': dr['name'] or (self.env._('Global discount') if sign < 0 else self.env._('Global surcharge')),
+        for dr in content.global_adjustments:
+            base = base_exempt if dr.exempt else base_taxed
+            value = round(base * dr.value / 100.0) if dr.kind == '%' else dr.value
+            sign = -1 if dr.move == 'D' else 1
+            lines.append({'name': dr.name or (self.env._('Global discount') if sign < 0 else self.env._('Global surcharge')),
                           'quantity': 1, 'price_unit': sign * value,
-                          'tax_ids': [(6, 0, (self.env['account.tax'] if dr['exempt'] else vat).ids)]})
+                          'tax_ids': [(6, 0, (self.env['account.tax'] if dr.exempt else vat).ids)]})
         return lines
 
     def _create_bill(self, dte_xml):
         """A draft vendor bill (refund for credit notes, debit bill for debit notes) from the DTE."""
         self.ensure_one()
-        content = _read_dte(dte_xml)
+        content = reception.read_dte(dte_xml)
         company = self.company_id
-        partner = self._find_or_create_partner(content['issuer'])
+        partner = self._find_or_create_partner(content.issuer)
         self.partner_id = partner
         journal = self._purchase_journal()
         if not journal:
@@ -584,19 +511,19 @@ class L10nClDteIncoming(models.Model):
         doc_type = self.env['l10n_latam.document.type'].sudo().search(
             [('code', '=', str(self.doc_type)), ('country_id.code', '=', 'CL')], limit=1)
         notes = []
-        origin = self._referenced_bill(content['references'])
+        origin = self._referenced_bill(content.references)
         move_type = 'in_refund' if self.doc_type in CREDIT_NOTE_TYPES else 'in_invoice'
         vals = {
             'move_type': move_type,
             'company_id': company.id,
             'journal_id': journal.id,
             'partner_id': partner.id,
-            'invoice_date': content['issue_date'] or False,
+            'invoice_date': content.header.issue_date or False,
             'ref': self.name,
             'invoice_line_ids': [(0, 0, line) for line in self._bill_lines(content, notes)],
         }
-        if content['due_date'] and content['due_date'] >= (content['issue_date'] or ''):
-            vals['invoice_date_due'] = content['due_date']
+        if content.header.due_date and content.header.due_date >= (content.header.issue_date or ''):
+            vals['invoice_date_due'] = content.header.due_date
         if journal.l10n_latam_use_documents and doc_type:
             vals['l10n_latam_document_type_id'] = doc_type.id
             vals['l10n_latam_document_number'] = str(self.folio)
@@ -609,18 +536,18 @@ class L10nClDteIncoming(models.Model):
         ref_types = self.env['l10n_latam.document.type'].sudo()
         vals['l10n_cl_reference_ids'] = [(0, 0, {
             'l10n_cl_reference_doc_type_id': ref_types.search(
-                [('code', '=', ref['doc_type']), ('country_id.code', '=', 'CL')], limit=1).id or False,
-            'origin_doc_number': ref['folio'] or '-',
-            'reference_doc_code': ref['code'] if ref['code'] in ('1', '2', '3') else False,
-            'reason': ref['reason'] or False,
-            'date': ref['date'] or False,
-        }) for ref in content['references']]
+                [('code', '=', ref.doc_type), ('country_id.code', '=', 'CL')], limit=1).id or False,
+            'origin_doc_number': ref.folio or '-',
+            'reference_doc_code': ref.code if ref.code in ('1', '2', '3') else False,
+            'reason': ref.reason or False,
+            'date': ref.date or False,
+        }) for ref in content.references]
         move = self.env['account.move'].sudo().with_company(company).with_context(
             default_move_type=move_type).create(vals)
         self.move_id = move
-        if float_compare(abs(move.amount_total), content['total'], precision_digits=0) != 0:
+        if float_compare(abs(move.amount_total), content.totals.total, precision_digits=0) != 0:
             notes.append(self.env._('The bill total (%(bill)s) differs from the DTE total (%(dte)s): '
-                                    'check the taxes before posting.', bill=move.amount_total, dte=content['total']))
+                                    'check the taxes before posting.', bill=move.amount_total, dte=content.totals.total))
         xml_name = '%s.xml' % (self.sii_document_id or self.name)
         body = self.env._('Created from the received DTE %s (verified).', self.name)
         if notes:

@@ -1,18 +1,12 @@
-"""Reception of suppliers' DTEs with real components: a Dovecot IMAP server started here on
-loopback (temporary config and maildir, as tests/python/test_reception.py does), an aiosmtpd
+"""Reception of suppliers' DTEs with real components: a Dovecot IMAP server on loopback
+(dte_native.testkit.DovecotServer, shared with tests/python/test_reception.py), an aiosmtpd
 SMTP sink receiving the answers, and dte_native's SII simulator over real HTTP."""
 import copy
 import datetime
 import email.policy
-import imaplib
 import os
-import pwd
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 from contextlib import closing
 from email.message import EmailMessage
 from pathlib import Path
@@ -30,91 +24,6 @@ SUPPLIER_RUT = '76086428-5'
 SUPPLIER_SIGNER = '12345678-5'
 OTHER_RUT = '96790240-3'  # a receiver that is not the company
 SISTER_RUT = '77123456-9'  # another company of the database
-DOVECOT = shutil.which('dovecot') or ('/usr/sbin/dovecot' if os.access('/usr/sbin/dovecot', os.X_OK) else None)
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-class Dovecot:
-    """A throwaway Dovecot: passwd-file user 'recepcion', maildir under ``root``."""
-
-    def __init__(self, root):
-        self.root, self.port = root, _free_port()
-        root.chmod(0o755)  # Dovecot's login processes run as other users
-        (root / 'run').mkdir()
-        mail = root / 'mail'
-        mail.mkdir()
-        uid, gid, extra = os.getuid(), os.getgid(), ''
-        if uid == 0:  # Dovecot refuses mail access as root
-            uid = gid = 65534
-            os.chown(mail, uid, gid)
-        else:
-            me = pwd.getpwuid(uid).pw_name
-            extra = 'default_login_user = %s\ndefault_internal_user = %s\n' % (me, me)
-        (root / 'passwd').write_text('recepcion:{PLAIN}secreto::::\n')
-        (root / 'dovecot.conf').write_text(f"""base_dir = {root}/run
-state_dir = {root}/run
-log_path = {root}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = 1
-{extra}mail_location = maildir:{mail}/%u
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={mail}/%u
-}}
-service imap-login {{
-  chroot =
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {self.port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-""")
-        self.proc = subprocess.Popen([DOVECOT, '-F', '-c', str(root / 'dovecot.conf')],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                socket.create_connection(('127.0.0.1', self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError('dovecot did not start')
-
-    @property
-    def url(self):
-        return 'imap://127.0.0.1:%s/INBOX' % self.port
-
-    def deliver(self, raw):
-        with imaplib.IMAP4('127.0.0.1', self.port) as m:
-            m.login('recepcion', 'secreto')
-            typ, _ = m.append('INBOX', '', imaplib.Time2Internaldate(time.time()), raw)
-            assert typ == 'OK'
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
-
-
 class Sink:
     def __init__(self):
         self.messages = []
@@ -191,11 +100,10 @@ class TestL10nClDteReception(L10nClDteCommon):
     # --- real servers ----------------------------------------------------------------------
 
     def _dovecot(self):
-        if DOVECOT is None:
-            self.skipTest('dovecot is not installed (Debian dovecot-imapd; scripts/setup installs it)')
-        root = Path(tempfile.mkdtemp(prefix='l10n_cl_dte_dovecot_'))
-        self.addCleanup(shutil.rmtree, root, True)
-        server = Dovecot(root)
+        try:
+            server = testkit.DovecotServer()
+        except FileNotFoundError as e:
+            self.skipTest(str(e))
         self.addCleanup(server.stop)
         self.company.l10n_cl_dte_imap_url = server.url
         return server
@@ -205,7 +113,7 @@ class TestL10nClDteReception(L10nClDteCommon):
             from aiosmtpd.controller import Controller  # noqa: PLC0415
         except ImportError:
             self.skipTest('aiosmtpd not installed (requirements-dev.txt)')
-        sink, port = Sink(), _free_port()
+        sink, port = Sink(), testkit.free_port()
         controller = Controller(sink, hostname='127.0.0.1', port=port)
         controller.start()
         self.addCleanup(controller.stop)
@@ -366,7 +274,7 @@ class TestL10nClDteReception(L10nClDteCommon):
         # The mail server is down: registered at SII, but nothing is recorded here (the request
         # rolls back); pressing again is safe, SII answers "already registered" (codResp 7).
         port = self.company.l10n_cl_dte_smtp_port
-        self.company.l10n_cl_dte_smtp_port = _free_port()
+        self.company.l10n_cl_dte_smtp_port = testkit.free_port()
         with self.assertRaisesRegex(UserError, 'could not be mailed'):
             retried.action_accept()
         self.assertEqual(retried.state, 'verified')

@@ -4,16 +4,8 @@ answers, and the SII simulator for acceptance and claims."""
 from __future__ import annotations
 
 import email.policy
-import imaplib
 import io
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 import zipfile
 from email.message import EmailMessage
 from pathlib import Path
@@ -27,104 +19,19 @@ import simkit
 from conftest import ISSUER, document
 
 COMPANY = "77123456-9"  # RUTRecep of the shipped examples: "our" company
-DOVECOT = shutil.which("dovecot") or ("/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Dovecot:
-    def __init__(self, root: Path) -> None:
-        self.root, self.port = root, _free_port()
-        root.chmod(0o755)  # auth/login processes run as other users
-        (root / "run").mkdir()
-        mail = root / "mail"
-        mail.mkdir()
-        uid, gid, extra = os.getuid(), os.getgid(), ""
-        if uid == 0:  # Dovecot refuses mail access as root
-            uid = gid = 65534
-            os.chown(mail, uid, gid)
-        else:
-            import pwd
-            me = pwd.getpwuid(uid).pw_name
-            extra = f"default_login_user = {me}\ndefault_internal_user = {me}\n"
-        (root / "passwd").write_text("recepcion:{PLAIN}secreto::::\n")
-        (root / "dovecot.conf").write_text(f"""base_dir = {root}/run
-state_dir = {root}/run
-log_path = {root}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-first_valid_uid = 1
-{extra}mail_location = maildir:{mail}/%u
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={mail}/%u
-}}
-service imap-login {{
-  chroot =
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {self.port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service anvil {{
-  chroot =
-}}
-""")
-        assert DOVECOT
-        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", str(root / "dovecot.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        log = (root / "dovecot.log").read_text() if (root / "dovecot.log").exists() else ""
-        pytest.skip(f"dovecot did not start: {log[-500:]}")
-
-    @property
-    def url(self) -> str:
-        return f"imap://127.0.0.1:{self.port}/INBOX"
-
-    def deliver(self, raw: bytes) -> None:
-        with imaplib.IMAP4("127.0.0.1", self.port) as m:
-            m.login("recepcion", "secreto")
-            typ, _ = m.append("INBOX", "", imaplib.Time2Internaldate(time.time()), raw)
-            assert typ == "OK"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=10)
+Dovecot = testkit.DovecotServer
 
 
 @pytest.fixture()
 def dovecot() -> Iterator[Dovecot]:
-    if DOVECOT is None:
-        pytest.skip("dovecot is not installed (Debian dovecot-imapd; scripts/setup installs it)")
-    # Not under pytest's tmp_path: its parents are 0700 and Dovecot's helpers run as other users.
-    root = Path(tempfile.mkdtemp(prefix="dte_dovecot_"))
     try:
-        server = Dovecot(root)
+        server = testkit.DovecotServer()
+    except (FileNotFoundError, RuntimeError) as e:
+        pytest.skip(str(e))
+    try:
         yield server
-        server.stop()
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        server.stop()
 
 
 class Sink:
@@ -140,7 +47,7 @@ class Sink:
 def smtp_sink() -> Iterator[tuple[Sink, int]]:
     controller_mod = pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd not installed (requirements-dev.txt)")
     sink = Sink()
-    port = _free_port()
+    port = testkit.free_port()
     ctl = controller_mod.Controller(sink, hostname="127.0.0.1", port=port)
     ctl.start()
     yield sink, port
