@@ -333,21 +333,29 @@ json normalize_cv_entry(const json& in, std::size_t index, bool compra) {
   if (tasa >= 0) d["TasaImp"] = rate_json(tasa);
   const long long iva = tasa > 0 ? percent_of(neto, tasa) : 0;
 
-  // IVA no recuperable: a code without amount takes the document's IVA, which is then not
-  // recoverable (MntIVA 0) unless the input states MntIVA itself.
+  // The document's IVA is split: IVA de uso común and stated non-recoverable amounts are not part
+  // of the recoverable MntIVA; a non-recoverable code without amount takes what is left of it
+  // (Formato IECV). MntIVA stated in the input is kept as given.
+  long long rest = iva - d.value("IVAUsoComun", 0LL);
   bool iva_moved = false;
   if (present(in, "IVANoRec")) {
     json list = json::array();
     std::size_t i = 0;
-    for (const json& e : as_list(in["IVANoRec"])) {
+    const json entries = as_list(in["IVANoRec"]);
+    for (const json& e : entries)
+      if (present(e, "MntIVANoRec")) rest -= as_int(e["MntIVANoRec"], where + ".IVANoRec.MntIVANoRec");
+    for (const json& e : entries) {
       const std::string w = where + ".IVANoRec[" + std::to_string(i++) + "]";
       if (!present(e, "CodIVANoRec")) field_error(w + ".CodIVANoRec", "is required");
       json x = json::object();
-      x["CodIVANoRec"] = as_int(e["CodIVANoRec"], w + ".CodIVANoRec");
+      const long long code = as_int(e["CodIVANoRec"], w + ".CodIVANoRec");
+      if (code < 1 || (code > 4 && code != 9))
+        field_error(w + ".CodIVANoRec", "must be 1, 2, 3, 4 or 9 (LibroCV_v10.xsd), not " + std::to_string(code));
+      x["CodIVANoRec"] = code;
       if (present(e, "MntIVANoRec")) {
         x["MntIVANoRec"] = as_int(e["MntIVANoRec"], w + ".MntIVANoRec");
       } else {
-        x["MntIVANoRec"] = iva;
+        x["MntIVANoRec"] = iva_moved ? 0LL : std::max(rest, 0LL);
         iva_moved = true;
       }
       list.push_back(x);
@@ -355,7 +363,7 @@ json normalize_cv_entry(const json& in, std::size_t index, bool compra) {
     if (list.size() > 5) field_error(where + ".IVANoRec", "at most 5 entries");
     d["IVANoRec"] = list;
   }
-  if (!d.contains("MntIVA") && (neto != 0 || tasa >= 0)) d["MntIVA"] = iva_moved ? 0 : iva;
+  if (!d.contains("MntIVA") && (neto != 0 || tasa >= 0)) d["MntIVA"] = iva_moved ? 0 : std::max(rest, 0LL);
 
   if (present(in, "OtrosImp")) {
     json list = json::array();

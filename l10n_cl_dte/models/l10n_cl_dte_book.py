@@ -48,7 +48,8 @@ GUIA = 52
 # Columns of the detail CSV export: the XSD names dte_native.books.entries_from_csv reads back
 # (the TasaImp after CodImp is the other tax's rate).
 CSV_COLUMNS = ['TpoDoc', 'NroDoc', 'FchDoc', 'RUTDoc', 'RznSoc', 'MntExe', 'MntNeto', 'TasaImp', 'MntIVA',
-               'CodImp', 'TasaImp', 'MntImp', 'MntTotal']
+               'MntActivoFijo', 'MntIVAActivoFijo', 'CodIVANoRec', 'MntIVANoRec', 'IVAUsoComun', 'CodImp', 'TasaImp', 'MntImp',
+               'MntTotal']
 
 
 def _period_bounds(period):
@@ -60,29 +61,96 @@ def _rut(vat):
     return dte_native.rut_normalize(vat) if vat and dte_native.rut_is_valid(vat) else ''
 
 
+# l10n_cl's purchase VAT taxes (data/template/account.tax-cl.csv), all SII code 14, told apart by
+# their template id or by the tax report tags of their tax lines: which book column their IVA goes to.
+VAT_KIND_BY_TEMPLATE = {
+    'iva_compra_no_recup': 'no_rec',
+    'iva_compra_uso_comun': 'common',
+    'iva_activo_fijo': 'asset',
+    'iva_activo_fijo_uso_comun': 'asset_common',
+    'iva_activo_fijo_uso_no_recup': 'asset_no_rec',
+}
+VAT_KIND_BY_TAG = {
+    'IVA Pagado No Recuperable': 'no_rec',
+    'IVA Pagado Compras Uso Común': 'common',
+    'Compras Activo Fijo': 'asset',
+    'Compras Activo Fijo Uso Común': 'asset_common',
+    'Compras Activo Fijo No Recuperables': 'asset_no_rec',
+}
+# l10n_cl's fiscal positions afpt_non_recoverable_vat_<code> map the IVA to iva_compra_no_recup:
+# their suffix is SII's CodIVANoRec (1, 2, 3, 4, 9; LibroCV_v10.xsd).
+NO_REC_CODES = ('1', '2', '3', '4', '9')
+
+
+def _template_name(record):
+    """The chart template id of a record made from l10n_cl's template ('<company id>_name')."""
+    xmlid = record.get_external_id().get(record.id) or ''
+    name = xmlid.partition('.')[2]
+    prefix = '%s_' % (record.company_id.id if 'company_id' in record._fields else '')
+    return name[len(prefix):] if name.startswith(prefix) else name
+
+
+def _vat_kind(tax, tags=None):
+    """'vat' (recoverable IVA), 'no_rec', 'common', 'asset', 'asset_common' or 'asset_no_rec'."""
+    kind = VAT_KIND_BY_TEMPLATE.get(_template_name(tax))
+    if not kind:
+        names = {t.name.lstrip('+-') for t in (tags if tags is not None else
+                                                 tax.invoice_repartition_line_ids.tag_ids)}
+        kind = next((VAT_KIND_BY_TAG[n] for n in names if n in VAT_KIND_BY_TAG), None)
+    return kind or 'vat'
+
+
+def no_rec_code(move, default='9'):
+    """CodIVANoRec of a bill: from l10n_cl's fiscal position afpt_non_recoverable_vat_<code>."""
+    position = move.fiscal_position_id
+    if position:
+        name = _template_name(position)
+        if name.startswith('afpt_non_recoverable_vat_') and name.rsplit('_', 1)[1] in NO_REC_CODES:
+            return int(name.rsplit('_', 1)[1])
+    return int(default)
+
+
 def move_amounts(move):
-    """A posted move's book amounts in pesos, all positive: exempt, net, IVA, other taxes by SII
-    code and total. Product lines with IVA (SII code 14) are net, lines without it exempt."""
+    """A posted move's book amounts in pesos, all positive: exempt, net, IVA (all of it), other
+    taxes by SII code and total; for purchases also how the IVA splits (non-recoverable, shared
+    use, fixed assets, by l10n_cl's taxes, see VAT_KIND_BY_TEMPLATE). Product lines with IVA (SII
+    code 14) are net, lines without it exempt."""
     # Product and tax lines of a sale invoice / purchase refund are credits: flip them.
     sign = -1 if move.move_type in ('out_invoice', 'in_refund', 'out_receipt') else 1
-    exempt = net = vat = 0.0
+    exempt = net = vat = asset_net = 0.0
+    split = {'no_rec': 0.0, 'common': 0.0, 'asset_vat': 0.0}
     other = {}
     for line in move.line_ids:
         amount = line.balance * sign
         if line.display_type == 'product':
-            if line.tax_ids.filtered(lambda t: t.l10n_cl_sii_code == 14):
+            vat_taxes = line.tax_ids.filtered(lambda t: t.l10n_cl_sii_code == 14)
+            if vat_taxes:
                 net += amount
+                if any(_vat_kind(t).startswith('asset') for t in vat_taxes):
+                    asset_net += amount
             else:
                 exempt += amount
         elif line.tax_line_id:
-            code = line.tax_line_id.l10n_cl_sii_code
+            tax = line.tax_line_id
+            code = tax.l10n_cl_sii_code
             if code == 14:
                 vat += amount
+                kind = _vat_kind(tax, line.tax_tag_ids)
+                if kind in ('no_rec', 'asset_no_rec'):
+                    split['no_rec'] += amount
+                elif kind in ('common', 'asset_common'):
+                    split['common'] += amount
+                elif kind == 'asset':
+                    split['asset_vat'] += amount
             elif code:
-                rate, total = other.get(code, (line.tax_line_id.amount, 0.0))
-                other[code] = (rate, total + amount)
+                # Retentions (negative rates, e.g. IVA retenido total, code 15) are credits on a
+                # bill: the book shows them as positive amounts of their code.
+                rate, total = other.get(code, (abs(tax.amount) if tax.amount_type == 'percent' else None, 0.0))
+                other[code] = (rate, total + abs(amount))
     return {
         'exempt': round(exempt), 'net': round(net), 'vat': round(vat),
+        'vat_no_rec': round(split['no_rec']), 'vat_common': round(split['common']),
+        'asset_net': round(asset_net), 'asset_vat': round(split['asset_vat']),
         'other': {code: (rate, round(total)) for code, (rate, total) in other.items()},
         'total': round(abs(move.amount_total_signed)),
     }
@@ -115,6 +183,23 @@ class L10nClDteBook(models.Model):
              'documents: paper documents, guías (the addon issues no 52), documents of other systems.')
     detail_csv_filename = fields.Char(copy=False)
     issues = fields.Text('CSV rows left out', readonly=True, copy=False)
+    proportionality_factor = fields.Float(
+        'Shared-use VAT factor (%)', digits=(5, 3),
+        help='FctProp: the percent of shared-use VAT (IVA uso común) that is recoverable this period; '
+             'the purchase book\'s TotCredIVAUsoComun is that percent of TotIVAUsoComun.')
+    no_rec_default_code = fields.Selection(
+        [('1', '1 - Purchases for exempt or non-taxed operations'), ('2', '2 - Registered out of term'),
+         ('3', '3 - Rejected expenses'), ('4', '4 - Free deliveries received'), ('9', '9 - Other')],
+        'Default non-recoverable VAT code', default='9', required=True,
+        help='CodIVANoRec of non-recoverable VAT on bills whose fiscal position does not say it '
+             '(l10n_cl\'s "Purchases - ..." non-recoverable VAT positions give codes 1, 2, 3, 4, 9).')
+    segment_size = fields.Integer(
+        'Segment size', default=lambda self: int(self.env['ir.config_parameter'].sudo().get_param(
+            'l10n_cl_dte.book_segment_size', '5000')),
+        help='A book with more detail rows than this is sent in segments (TipoEnvio PARCIAL ... FINAL). '
+             '0 sends every book whole.')
+    segment_ids = fields.One2many('l10n_cl_dte.book.segment', 'book_id', readonly=True, copy=False)
+    segment_count = fields.Integer(compute='_compute_segment_count')
     line_ids = fields.One2many('l10n_cl_dte.book.line', 'book_id', readonly=True, copy=False)
     summary_ids = fields.One2many('l10n_cl_dte.book.summary', 'book_id', readonly=True, copy=False)
     document_count = fields.Integer(compute='_compute_totals', store=True)
@@ -136,6 +221,11 @@ class L10nClDteBook(models.Model):
     _rvd_uniq = models.UniqueIndex(
         "(company_id, day, rvd_sequence) WHERE kind = 'rvd'",
         'There is already a boleta summary with this send sequence for this day.')
+
+    @api.depends('segment_ids')
+    def _compute_segment_count(self):
+        for book in self:
+            book.segment_count = len(book.segment_ids)
 
     @api.depends('kind', 'period', 'day', 'book_type')
     def _compute_name(self):
@@ -172,6 +262,10 @@ class L10nClDteBook(models.Model):
                 raise ValidationError(self.env._('A special book needs the folio of SII\'s notification.'))
             if book.book_type == 'RECTIFICA' and not (book.rectification_code or '').strip():
                 raise ValidationError(self.env._('A rectifying book needs the authorization code SII gave.'))
+            if not 0 <= book.proportionality_factor < 100:
+                raise ValidationError(self.env._('The shared-use VAT factor is a percent below 100.'))
+            if book.segment_size < 0:
+                raise ValidationError(self.env._('The segment size cannot be negative.'))
 
     @api.onchange('day')
     def _onchange_day(self):
@@ -239,8 +333,22 @@ class L10nClDteBook(models.Model):
         if amounts['net'] or amounts['vat']:
             entry.update(MntNeto=amounts['net'], MntIVA=amounts['vat'], TasaImp=19)
         if amounts['other']:
-            entry['OtrosImp'] = [{'CodImp': code, 'TasaImp': rate, 'MntImp': total}
+            entry['OtrosImp'] = [dict({'CodImp': code, 'MntImp': total}, **({'TasaImp': rate} if rate else {}))
                                  for code, (rate, total) in sorted(amounts['other'].items())]
+        if self.kind == 'purchase':
+            # Only the recoverable IVA is MntIVA; the rest goes to its own column (Formato IECV).
+            # The total is the core's (retentions, code 15, are shown and withheld).
+            entry['MntIVA'] = amounts['vat'] - amounts['vat_no_rec'] - amounts['vat_common']
+            if amounts['vat_no_rec']:
+                entry['IVANoRec'] = [{'CodIVANoRec': no_rec_code(move, self.no_rec_default_code),
+                                      'MntIVANoRec': amounts['vat_no_rec']}]
+            if amounts['vat_common']:
+                entry['IVAUsoComun'] = amounts['vat_common']
+            if amounts['asset_net']:
+                entry['MntActivoFijo'] = amounts['asset_net']
+            if amounts['asset_vat']:
+                entry['MntIVAActivoFijo'] = amounts['asset_vat']
+            del entry['MntTotal']
         return entry
 
     def _guide_entry(self, move):
@@ -313,8 +421,10 @@ class L10nClDteBook(models.Model):
         caratula.update(TipoOperacion='VENTA' if self.kind == 'sale' else 'COMPRA', TipoEnvio='TOTAL')
         moves = self._moves()
         extra, issues = self._csv_detail('cv')
-        return ({'Caratula': caratula, 'Detalle': [self._cv_entry(m) for m in moves] + extra},
-                moves, issues)
+        book_input = {'Caratula': caratula, 'Detalle': [self._cv_entry(m) for m in moves] + extra}
+        if self.kind == 'purchase' and self.proportionality_factor:
+            book_input['FctProp'] = self.proportionality_factor
+        return book_input, moves, issues
 
     def _normalize(self, book_input):
         if self.kind == 'rvd':
@@ -328,6 +438,13 @@ class L10nClDteBook(models.Model):
             self.kind, dte_books.sign_libro_cv)
         schemas = dte_native.schemas() if dte_native.schema_dir() else None
         return sign(book_input, cert, schemas=schemas)
+
+    def _sign_segments(self, book_input, cert):
+        """The signed PARCIAL ... FINAL segments of a book bigger than segment_size (the core cuts
+        it; the FINAL one carries the period's totals)."""
+        sign = dte_books.sign_libro_guia_segments if self.kind == 'guide' else dte_books.sign_libro_cv_segments
+        schemas = dte_native.schemas() if dte_native.schema_dir() else None
+        return sign(book_input, cert, self.segment_size, schemas=schemas)
 
     @staticmethod
     def _summary_values(kind, normalized):
@@ -350,6 +467,11 @@ class L10nClDteBook(models.Model):
             'doc_type': r['TpoDoc'], 'doc_count': r.get('TotDoc', 0), 'annulled_count': r.get('TotAnulado', 0),
             'amount_exempt': r.get('TotMntExe', 0), 'amount_net': r.get('TotMntNeto', 0),
             'amount_vat': r.get('TotMntIVA', 0),
+            'amount_vat_no_rec': sum(t.get('TotMntIVANoRec', 0) for t in r.get('TotIVANoRec', [])),
+            'amount_vat_common': r.get('TotIVAUsoComun', 0),
+            'amount_vat_common_credit': r.get('TotCredIVAUsoComun', 0),
+            'amount_fixed_asset': r.get('TotMntActivoFijo', 0),
+            'amount_fixed_asset_vat': r.get('TotMntIVAActivoFijo', 0),
             'amount_other': sum(t.get('TotMntImp', 0) for t in r.get('TotOtrosImp', [])),
             'amount_total': r.get('TotMntTotal', 0),
         } for r in normalized.get('ResumenPeriodo', [])]
@@ -376,6 +498,11 @@ class L10nClDteBook(models.Model):
                 'annulled': bool(d.get('Anulado')),
                 'amount_exempt': d.get('MntExe', 0), 'amount_net': d.get('MntNeto', 0),
                 'amount_vat': d.get('MntIVA', d.get('IVA', 0)),
+                'amount_vat_no_rec': sum(t.get('MntIVANoRec', 0) for t in d.get('IVANoRec', [])),
+                'vat_no_rec_code': d['IVANoRec'][0]['CodIVANoRec'] if d.get('IVANoRec') else 0,
+                'amount_vat_common': d.get('IVAUsoComun', 0),
+                'amount_fixed_asset': d.get('MntActivoFijo', 0),
+                'amount_fixed_asset_vat': d.get('MntIVAActivoFijo', 0),
                 'amount_other': sum(t.get('MntImp', 0) for t in other),
                 'other_tax_code': other[0]['CodImp'] if other else 0,
                 'other_tax_rate': other[0].get('TasaImp', 0) if other else 0,
@@ -393,20 +520,35 @@ class L10nClDteBook(models.Model):
             if not cert:
                 raise UserError(self.env._('Company %s has no valid signing certificate.', book.company_id.name))
             book_input, moves, issues = book._book_input()
+            segmented = (book.kind != 'rvd' and book.segment_size
+                         and len(book_input.get('Detalle', [])) > book.segment_size)
             try:
                 normalized = book._normalize(book_input)
-                xml = book._sign(book_input, cert._l10n_cl_dte_load())
+                if segmented:
+                    xmls = book._sign_segments(book_input, cert._l10n_cl_dte_load())
+                else:
+                    xml = book._sign(book_input, cert._l10n_cl_dte_load())
             except dte_native.DteError as e:
                 raise UserError(self.env._('The book %(name)s cannot be built: %(error)s', name=book.name, error=e)) from None
             book.line_ids.unlink()
             book.summary_ids.unlink()
+            book.segment_ids.unlink()
+            base_name = re.sub(r'[^\w.-]+', '_', book.name)
+            if segmented:
+                book.write({'segment_ids': [(0, 0, {
+                    'number': number, 'final': number == len(xmls),
+                    'signed_xml_file': base64.b64encode(data),
+                    'signed_xml_filename': '%s-%d.xml' % (base_name, number),
+                }) for number, data in enumerate(xmls, start=1)]})
             book.write({
                 # The RVD's normalized form has only the summary: its lines come from the input.
                 'line_ids': [(0, 0, v) for v in self._line_values(
                     book.kind, book_input if book.kind == 'rvd' else normalized, moves)],
                 'summary_ids': [(0, 0, v) for v in self._summary_values(book.kind, normalized)],
-                'signed_xml_file': base64.b64encode(xml),
-                'signed_xml_filename': '%s.xml' % re.sub(r'[^\w.-]+', '_', book.name),
+                # A segmented book's XML are its segments' (Segments tab).
+                'signed_xml_file': False if segmented else base64.b64encode(xml),
+                'signed_xml_filename': False if segmented else '%s.xml' % base_name,
+                'track_id': False,
                 'issues': '\n'.join(issues) or False,
                 'sii_message': False,
             })
@@ -438,8 +580,11 @@ class L10nClDteBook(models.Model):
         return base64.b64decode(self.with_context(bin_size=False).signed_xml_file)
 
     def _sii_upload(self):
-        """Uploads the signed book (DTEUpload). Errors are recorded on the book, never raised."""
+        """Uploads the signed book (DTEUpload), or each of its segments not uploaded yet, in
+        order. Errors are recorded on the book, never raised."""
         self.ensure_one()
+        if self.segment_ids:
+            return self._sii_upload_segments()
         from dte_native import errors  # noqa: PLC0415
         try:
             result = self._sii_client().upload(self._signed_xml(), _rut(self.company_id.vat),
@@ -462,10 +607,75 @@ class L10nClDteBook(models.Model):
         self._set_state('sent', summary)
         return True
 
+    def _sii_upload_segments(self):
+        """Uploads the segments still 'generated', in order; stops at the first failure (a retry
+        sends the rest). The book is 'sent' once every segment is, 'rejected' if SII refuses one."""
+        from dte_native import errors  # noqa: PLC0415
+        client = self._sii_client()
+        for segment in self.segment_ids.sorted('number').filtered(lambda s: s.state == 'generated'):
+            try:
+                result = client.upload(segment._signed_xml(), _rut(self.company_id.vat),
+                                       filename=segment.signed_xml_filename or 'libro.xml')
+            except errors.SiiRejected as e:
+                segment.write({'state': 'rejected', 'sii_message': str(e)})
+                self._set_state('rejected', self.env._('Segment %(n)s: %(e)s', n=segment.number, e=e))
+                return False
+            except (errors.DteError, UserError, OSError) as e:
+                _logger.warning('Book %s segment %s: upload to SII failed: %s', self.name, segment.number, e)
+                segment.sii_message = str(e)
+                self.sii_message = str(e)
+                self.message_post(body=self.env._('Upload of segment %(n)s failed, send again: %(e)s',
+                                                  n=segment.number, e=e))
+                return False
+            segment.write({'state': 'sent', 'track_id': result.track_id or segment.track_id,
+                           'sii_message': self.env._('Uploaded, track id %s.', result.track_id)})
+            if _can_commit():
+                self.env.cr.commit()  # pylint: disable=invalid-commit
+        self.track_id = self.segment_ids.sorted('number')[-1:].track_id
+        self.poll_count = 0
+        self.next_poll = fields.Datetime.add(fields.Datetime.now(), seconds=60)
+        self._set_state('sent', self.env._('%(count)s segments uploaded, track ids %(ids)s.',
+                                           count=len(self.segment_ids),
+                                           ids=', '.join(self.segment_ids.sorted('number').mapped('track_id'))))
+        return True
+
+    def _sii_poll_segments(self):
+        """QueryEstUp of every segment still waiting; the book is accepted when all are, rejected
+        when SII rejects one."""
+        from dte_native import errors  # noqa: PLC0415
+        client = self._sii_client()
+        for segment in self.segment_ids.sorted('number').filtered(lambda s: s.state == 'sent' and s.track_id):
+            try:
+                status = client.envelope_status(segment.track_id, _rut(self.company_id.vat), kind='book')
+            except (errors.DteError, UserError, OSError) as e:
+                _logger.warning('Book %s segment %s: SII status query failed, will retry: %s',
+                                self.name, segment.number, e)
+                segment.sii_message = str(e)
+                continue
+            summary = ('%s (%s)' % (status.glosa or status.state, status.sii_state)).strip()
+            new_state = SII_STATE_MAP.get(status.state)
+            segment.write({'sii_message': summary,
+                           'state': new_state if status.final and new_state else segment.state})
+        states = set(self.segment_ids.mapped('state'))
+        if 'rejected' in states:
+            bad = self.segment_ids.filtered(lambda s: s.state == 'rejected').sorted('number')[0]
+            self._set_state('rejected', self.env._('Segment %(n)s: %(m)s', n=bad.number, m=bad.sii_message))
+        elif states == {'accepted'}:
+            self._set_state('accepted', self.env._('All %(count)s segments accepted: %(m)s',
+                                                   count=len(self.segment_ids),
+                                                   m=self.segment_ids.sorted('number')[-1].sii_message))
+        else:
+            self.sii_message = '; '.join('%s: %s' % (s.number, s.sii_message or s.state)
+                                         for s in self.segment_ids.sorted('number'))
+            self._schedule_next_poll()
+        return True
+
     def _sii_poll_status(self):
         """QueryEstUp of the book's track id, read as a book's answer (EPR without per-type
         counts, LOK, LRH...); a final answer moves the book."""
         self.ensure_one()
+        if self.segment_ids:
+            return self._sii_poll_segments()
         from dte_native import errors  # noqa: PLC0415
         try:
             status = self._sii_client().envelope_status(self.track_id, _rut(self.company_id.vat), kind='book')
@@ -569,7 +779,8 @@ class L10nClDteBook(models.Model):
             rows.append([line.doc_type, line.folio, line.date.isoformat() if line.date else '', line.partner_rut or '',
                          line.partner_name or '', line.amount_exempt or '', line.amount_net or '',
                          19 if line.amount_net else '', line.amount_vat or '',
-                         line.other_tax_code or '', line.other_tax_rate or '', line.amount_other or '',
+                         line.amount_fixed_asset or '', line.amount_fixed_asset_vat or '', line.vat_no_rec_code or '', line.amount_vat_no_rec or '',
+                         line.amount_vat_common or '', line.other_tax_code or '', line.other_tax_rate or '', line.amount_other or '',
                          line.amount_total])
         return rows
 
@@ -638,8 +849,37 @@ class L10nClDteBookSummary(models.Model):
     amount_exempt = fields.Integer('Exempt')
     amount_net = fields.Integer('Net')
     amount_vat = fields.Integer('VAT')
+    amount_vat_no_rec = fields.Integer('Non-recoverable VAT')
+    amount_vat_common = fields.Integer('Shared-use VAT')
+    amount_vat_common_credit = fields.Integer('Shared-use VAT credit')
+    amount_fixed_asset = fields.Integer('Fixed assets (net)')
+    amount_fixed_asset_vat = fields.Integer('Fixed assets VAT')
     amount_other = fields.Integer('Other taxes')
     amount_total = fields.Integer('Total')
+
+
+class L10nClDteBookSegment(models.Model):
+    """One segment (TipoEnvio PARCIAL / FINAL) of a book too big for one upload, sent and polled
+    on its own."""
+    _name = 'l10n_cl_dte.book.segment'
+    _description = 'SII book segment'
+    _order = 'book_id, number'
+
+    book_id = fields.Many2one('l10n_cl_dte.book', required=True, ondelete='cascade', index=True)
+    company_id = fields.Many2one(related='book_id.company_id', store=True)
+    number = fields.Integer('Segment (NroSegmento)', required=True)
+    final = fields.Boolean('FINAL', help='The last segment: it also carries the period\'s totals.')
+    state = fields.Selection([('generated', 'Generated'), ('sent', 'Sent, waiting for SII'),
+                              ('accepted', 'Accepted'), ('rejected', 'Rejected')],
+                             default='generated', required=True, readonly=True)
+    signed_xml_file = fields.Binary('Signed XML', attachment=True, readonly=True)
+    signed_xml_filename = fields.Char(readonly=True)
+    track_id = fields.Char('SII Track ID', readonly=True)
+    sii_message = fields.Text('Last SII answer', readonly=True)
+
+    def _signed_xml(self):
+        self.ensure_one()
+        return base64.b64decode(self.with_context(bin_size=False).signed_xml_file)
 
 
 class L10nClDteBookLine(models.Model):
@@ -660,6 +900,11 @@ class L10nClDteBookLine(models.Model):
     amount_exempt = fields.Integer('Exempt')
     amount_net = fields.Integer('Net')
     amount_vat = fields.Integer('VAT')
+    amount_vat_no_rec = fields.Integer('Non-recoverable VAT')
+    vat_no_rec_code = fields.Integer('Non-recoverable VAT code')
+    amount_vat_common = fields.Integer('Shared-use VAT')
+    amount_fixed_asset = fields.Integer('Fixed assets (net)')
+    amount_fixed_asset_vat = fields.Integer('Fixed assets VAT')
     amount_other = fields.Integer('Other taxes')
     other_tax_code = fields.Integer('Other tax code')
     other_tax_rate = fields.Float('Other tax rate')

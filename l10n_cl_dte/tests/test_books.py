@@ -44,8 +44,9 @@ class TestL10nClDteBooks(L10nClDteCommon):
 
     # --- helpers ---------------------------------------------------------------------------
 
-    def _bill(self, folio, lines, code='33', move_type='in_invoice', partner=None):
+    def _bill(self, folio, lines, code='33', move_type='in_invoice', partner=None, **extra):
         bill = self.env['account.move'].create({
+            **extra,
             'move_type': move_type,
             'partner_id': (partner or self.supplier).id,
             'journal_id': self.purchase_journal.id,
@@ -159,6 +160,96 @@ class TestL10nClDteBooks(L10nClDteCommon):
         html = self.env['ir.actions.report']._render_qweb_html('l10n_cl_dte.report_book', book.ids)[0]
         self.assertIn(b'147.800', html)
         self.assertIn(b'Libro de Compras', html)
+
+    def test_purchase_book_vat_kinds(self):
+        """l10n_cl's purchase taxes and fiscal positions go to their book columns; by hand, IVA 19 %."""
+        ref = self.env['account.chart.template'].ref
+        vat, no_rec, common, asset = ref('OTAX_19'), ref('iva_compra_no_recup'), ref('iva_compra_uso_comun'), \
+            ref('iva_activo_fijo')
+        ila, retention = ref('ila_a_100_p'), ref('I_RTI')
+        # Non-recoverable through the fiscal position "invoices registered out of term" (code 2).
+        self._bill(801, [self._taxed(100000, no_rec)], fiscal_position_id=ref('afpt_non_recoverable_vat_2').id)
+        self._bill(802, [self._taxed(50000, common)])                                   # uso común 9500
+        self._bill(803, [self._taxed(200000, asset), self._taxed(10000, vat)])           # fixed asset 200000
+        self._bill(804, [self._taxed(30000, vat | ila), self._exempt(5000)])           # ILA 10 %: 3000
+        self._bill(805, [self._taxed(10000, vat | retention)], code='46')                # IVA retenido 1900
+        self._bill(806, [self._taxed(10000, no_rec)])                                   # no position: book's code
+        book = self._book('purchase', proportionality_factor=60, no_rec_default_code='1')
+        book.action_generate()
+        self.assertEqual(self._summary(book), {
+            33: (5, 5000, 400000, 39900 + 5700, 119000 + 59500 + 249900 + 43700 + 11900),
+            46: (1, 0, 10000, 1900, 11900),  # the retention is shown (code 15) and withheld
+        })
+        s33 = book.summary_ids.filtered(lambda s: s.doc_type == 33)
+        self.assertEqual((s33.amount_vat_no_rec, s33.amount_vat_common, s33.amount_vat_common_credit,
+                          s33.amount_fixed_asset, s33.amount_fixed_asset_vat, s33.amount_other),
+                         (19000 + 1900, 9500, 5700, 200000, 38000, 3000))
+        lines = {line.folio: line for line in book.line_ids}
+        self.assertEqual((lines['801'].amount_vat, lines['801'].amount_vat_no_rec, lines['801'].vat_no_rec_code),
+                         (0, 19000, 2))
+        self.assertEqual((lines['806'].amount_vat_no_rec, lines['806'].vat_no_rec_code), (1900, 1))
+        self.assertEqual((lines['802'].amount_vat, lines['802'].amount_vat_common), (0, 9500))
+        self.assertEqual((lines['805'].other_tax_code, lines['805'].amount_other), (15, 1900))
+        xml = self._check_signed(book)
+        for fragment in (b'<FctProp>60.000</FctProp>', b'<TotCredIVAUsoComun>5700</TotCredIVAUsoComun>',
+                         b'<CodIVANoRec>2</CodIVANoRec>', b'<MntActivoFijo>200000</MntActivoFijo>',
+                         b'<TotMntIVAActivoFijo>38000</TotMntIVAActivoFijo>', b'<CodImp>27</CodImp>'):
+            self.assertIn(fragment, xml)
+        self.assertEqual(book.segment_ids, self.env['l10n_cl_dte.book.segment'])
+        # The CSV export reads back with the same columns and totals.
+        entries = dte_books.entries_from_csv(book._export_csv_bytes(), 'cv')
+        self.assertEqual(entries.issues, [])
+        again = dte_books.normalize_libro_cv({'Caratula': {'RutEmisorLibro': ISSUER_RUT, 'PeriodoTributario': self.period,
+                                                           'FchResol': '2014-08-22', 'NroResol': 80,
+                                                           'TipoOperacion': 'COMPRA'},
+                                              'FctProp': 60, 'Detalle': entries.detalle})
+        self.assertEqual(again['ResumenPeriodo'], dte_books.normalize_libro_cv(book._book_input()[0])['ResumenPeriodo'])
+
+    def test_segmented_book_sent_to_simulator(self):
+        simulator = self._start_simulator()
+        for folio in (901, 902, 903, 904, 905):
+            self._bill(folio, [self._taxed(1000 * (folio - 900), self.purchase_iva)])
+        book = self._book('purchase', segment_size=2)
+        book.action_generate()
+        self.assertFalse(book.signed_xml_file)
+        segments = book.segment_ids.sorted('number')
+        self.assertEqual(segments.mapped('number'), [1, 2, 3])
+        self.assertEqual(segments.mapped('final'), [False, False, True])
+        # Whole period: 15000 net, 2850 IVA (190 + 380 + 570 + 760 + 950).
+        self.assertEqual(self._summary(book), {33: (5, 0, 15000, 2850, 17850)})
+        for segment in segments:
+            xml = segment._signed_xml()
+            self.assertTrue(dte_native.validate(xml).valid)
+            self.assertTrue(dte_native.verify(xml).ok)
+            self.assertIn(b'<TipoEnvio>%s</TipoEnvio>' % (b'FINAL' if segment.final else b'PARCIAL'), xml)
+            self.assertEqual(b'<ResumenPeriodo>' in xml, segment.final)
+        self.assertIn(b'<TotMntTotal>17850</TotMntTotal>', segments[-1]._signed_xml())
+
+        # SII unavailable for every attempt of the first upload: nothing is lost, the book stays
+        # generated with the reason, and sending again sends every segment.
+        simulator.configure(faults=[{'service': 'upload', 'kind': 'http_error', 'status': 503, 'count': 4}])
+        with mute_logger('odoo.addons.l10n_cl_dte.models.l10n_cl_dte_book'):
+            book.action_send_to_sii()
+        self.assertEqual(book.state, 'generated')
+        self.assertEqual(set(segments.mapped('state')), {'generated'})
+        self.assertTrue(segments[0].sii_message)
+        simulator.configure(faults=[])
+        book.action_send_to_sii()
+        self.assertEqual(book.state, 'sent', book.sii_message)
+        self.assertEqual(set(segments.mapped('state')), {'sent'})
+        track_ids = segments.mapped('track_id')
+        self.assertEqual(len(set(track_ids)), 3)
+        roots = {e['trackid']: e['root'] for e in simulator.state()['envelopes']}
+        self.assertEqual({roots[t] for t in track_ids}, {'LibroCompraVenta'})
+        book.action_check_status()
+        self.assertEqual(set(segments.mapped('state')), {'accepted'})
+        self.assertEqual(book.state, 'accepted', book.sii_message)
+
+        # Back to one piece: regenerating a draft with a big segment size drops the segments.
+        small = self._book('purchase', book_type='RECTIFICA', rectification_code='R9', segment_size=0)
+        small.action_generate()
+        self.assertFalse(small.segment_ids)
+        self.assertTrue(small.signed_xml_file)
 
     def test_rvd_and_guide_book(self):
         boleta = self._invoice('39', partner=self.consumer, lines=[{'name': 'Pan', 'quantity': 1, 'price_unit': 10000}])

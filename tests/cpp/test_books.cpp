@@ -110,6 +110,42 @@ TEST(Books, CompraWithNonRecoverableVatAndRetention) {
   expect_signed_ok(books::sign_libro_cv(in, cert()), "EnvioLibro");
 }
 
+TEST(Books, CompraSplitsTheIvaBetweenItsColumns) {
+  json in = cv_input("COMPRA");
+  in["Detalle"] = json::array({
+      // Uso común without MntIVA: none of the 9500 is recoverable MntIVA.
+      {{"TpoDoc", 33}, {"NroDoc", 1}, {"MntNeto", 50000}, {"IVAUsoComun", 9500}},
+      // 1700 of the 5700 not recoverable (stated), the rest recoverable.
+      {{"TpoDoc", 33}, {"NroDoc", 2}, {"MntNeto", 30000}, {"IVANoRec", {{{"CodIVANoRec", 2}, {"MntIVANoRec", 1700}}}}},
+      // Two codes: the one without amount takes what the other left.
+      {{"TpoDoc", 33}, {"NroDoc", 3}, {"MntNeto", 10000},
+       {"IVANoRec", {{{"CodIVANoRec", 3}, {"MntIVANoRec", 400}}, {{"CodIVANoRec", 9}}}}},
+  });
+  json n = books::normalize_libro_cv(in);
+  const json& d = n["Detalle"];
+  EXPECT_EQ(d[0]["MntIVA"], 0);
+  EXPECT_EQ(d[0]["MntTotal"], 59500);
+  EXPECT_EQ(d[1]["MntIVA"], 4000);
+  EXPECT_EQ(d[1]["MntTotal"], 35700);
+  EXPECT_EQ(d[2]["MntIVA"], 0);
+  EXPECT_EQ(d[2]["IVANoRec"][1]["MntIVANoRec"], 1500);
+  EXPECT_EQ(d[2]["MntTotal"], 11900);
+  const json& t = n["ResumenPeriodo"][0];
+  EXPECT_EQ(t["TotMntIVA"], 4000);
+  EXPECT_EQ(t["TotOpIVARec"], 1);
+  EXPECT_EQ(t["TotIVANoRec"].size(), 3u);  // codes 2, 3, 9 in code order
+  EXPECT_EQ(t["TotIVANoRec"][2]["TotMntIVANoRec"], 1500);
+  EXPECT_EQ(t["TotMntTotal"], 59500 + 35700 + 11900);
+
+  in["Detalle"][0]["IVANoRec"] = json::array({{{"CodIVANoRec", 7}}});
+  try {
+    books::normalize_libro_cv(in);
+    FAIL() << "CodIVANoRec 7 accepted";
+  } catch (const DocumentError& e) {
+    EXPECT_NE(std::string(e.what()).find("Detalle[0].IVANoRec[0].CodIVANoRec"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Books, EspecialAndRectificaNeedTheirCodes) {
   json in = cv_input("VENTA", "ESPECIAL");
   in["Detalle"] = json::array({{{"TpoDoc", 33}, {"NroDoc", 1}, {"MntNeto", 1000}, {"RUTDoc", "12345678-5"},

@@ -154,6 +154,96 @@ def test_segmented_libro_cv_totals_and_schema(cert: dte.Certificate, tmp_path: P
         books.normalize_libro_cv({"Caratula": caratula(TipoEnvio="PARCIAL"), "Detalle": detalle[:3]})
 
 
+def test_libro_compra_purchase_columns(cert: dte.Certificate, tmp_path: Path, xsd_dir: Path) -> None:
+    """A purchase book with every kind of purchase VAT; totals computed by hand (IVA 19 %, half up)."""
+    book = {"Caratula": caratula(op="COMPRA"), "FctProp": 60, "Detalle": [
+        # Non-recoverable (code 1, no amount): the whole IVA 19000 is not recoverable.
+        {"TpoDoc": 33, "NroDoc": 100, "FchDoc": "2024-05-02", "RUTDoc": "12345678-5", "MntNeto": 100000,
+         "IVANoRec": [{"CodIVANoRec": 1}]},
+        # Shared use: 9500 is IVA de uso común, nothing left as recoverable MntIVA.
+        {"TpoDoc": 33, "NroDoc": 101, "FchDoc": "2024-05-03", "RUTDoc": "12345678-5", "MntNeto": 50000,
+         "IVAUsoComun": 9500},
+        # Fixed asset: its net and IVA are part of MntNeto / MntIVA and not added again.
+        {"TpoDoc": 33, "NroDoc": 102, "FchDoc": "2024-05-04", "RUTDoc": "12345678-5", "MntNeto": 200000,
+         "MntActivoFijo": 200000, "MntIVAActivoFijo": 38000},
+        # Exempt part, ILA 10 % (code 27) and 1700 of the 5700 IVA not recoverable (code 2).
+        {"TpoDoc": 33, "NroDoc": 103, "FchDoc": "2024-05-05", "RUTDoc": "12345678-5", "MntExe": 5000,
+         "MntNeto": 30000, "IVANoRec": [{"CodIVANoRec": 2, "MntIVANoRec": 1700}],
+         "OtrosImp": [{"CodImp": 27, "TasaImp": 10}]},
+        {"TpoDoc": 33, "NroDoc": 104, "Anulado": "A"},
+        # Factura de compra with IVA retenido total: OtrosImp 15 (PROTOCOL.md section 11).
+        {"TpoDoc": 46, "NroDoc": 7, "FchDoc": "2024-05-06", "RUTDoc": "12345678-5", "MntNeto": 10000,
+         "OtrosImp": [{"CodImp": 15, "TasaImp": 19}]},
+        {"TpoDoc": 61, "NroDoc": 5, "FchDoc": "2024-05-07", "RUTDoc": "12345678-5", "MntNeto": 10000,
+         "IVANoRec": [{"CodIVANoRec": 9}]},
+    ]}
+    n = books.normalize_libro_cv(book)
+    d = n["Detalle"]
+    assert (d[0]["MntIVA"], d[0]["IVANoRec"], d[0]["MntTotal"]) == (
+        0, [{"CodIVANoRec": 1, "MntIVANoRec": 19000}], 119000)
+    assert (d[1]["MntIVA"], d[1]["MntTotal"]) == (0, 59500)
+    assert (d[2]["MntIVA"], d[2]["MntTotal"]) == (38000, 238000)
+    assert (d[3]["MntIVA"], d[3]["OtrosImp"][0]["MntImp"], d[3]["MntTotal"]) == (4000, 3000, 43700)
+    assert (d[5]["MntIVA"], d[5]["OtrosImp"][0]["MntImp"], d[5]["MntTotal"]) == (1900, 1900, 11900)
+    t33, t46, t61 = n["ResumenPeriodo"]
+    assert t33 == {
+        "TpoDoc": 33, "TotDoc": 4, "TotAnulado": 1, "TotOpExe": 1, "TotMntExe": 5000, "TotMntNeto": 380000,
+        "TotOpIVARec": 2, "TotMntIVA": 42000, "TotOpActivoFijo": 1, "TotMntActivoFijo": 200000,
+        "TotMntIVAActivoFijo": 38000,
+        "TotIVANoRec": [{"CodIVANoRec": 1, "TotOpIVANoRec": 1, "TotMntIVANoRec": 19000},
+                        {"CodIVANoRec": 2, "TotOpIVANoRec": 1, "TotMntIVANoRec": 1700}],
+        "TotOpIVAUsoComun": 1, "TotIVAUsoComun": 9500, "FctProp": 60, "TotCredIVAUsoComun": 5700,
+        "TotOtrosImp": [{"CodImp": 27, "TotMntImp": 3000}],
+        "TotMntTotal": 119000 + 59500 + 238000 + 43700}
+    assert (t46["TotMntNeto"], t46["TotMntIVA"], t46["TotOtrosImp"], t46["TotMntTotal"]) == (
+        10000, 1900, [{"CodImp": 15, "TotMntImp": 1900}], 11900)
+    assert (t61["TotMntIVA"], t61["TotIVANoRec"], t61["TotMntTotal"]) == (
+        0, [{"CodIVANoRec": 9, "TotOpIVANoRec": 1, "TotMntIVANoRec": 1900}], 11900)
+    xml = books.sign_libro_cv(book, cert, schemas=dte.schemas())
+    assert b"<FctProp>60.000</FctProp>" in xml and b"<TotCredIVAUsoComun>5700</TotCredIVAUsoComun>" in xml
+    check_signed(xml, tmp_path, xsd_dir, "LibroCV_v10.xsd", "EnvioLibro")
+
+    # The same book in segments of 3: the segments' own totals add up to the period's.
+    segments = [books.normalize_libro_cv(s) for s in books.segment_libro_cv(book, 3)]
+    assert segments[-1]["ResumenPeriodo"] == n["ResumenPeriodo"]
+    no_rec = sum(e["TotMntIVANoRec"] for s in segments for t in s["ResumenSegmento"] for e in t.get("TotIVANoRec", []))
+    assert no_rec == 19000 + 1700 + 1900
+    assert sum(t.get("TotIVAUsoComun", 0) for s in segments for t in s["ResumenSegmento"]) == 9500
+    for xml in books.sign_libro_cv_segments(book, cert, 3, schemas=dte.schemas()):
+        check_signed(xml, tmp_path, xsd_dir, "LibroCV_v10.xsd", "EnvioLibro")
+
+    bad = {"Caratula": caratula(op="COMPRA"), "Detalle": [
+        {"TpoDoc": 33, "NroDoc": 1, "MntNeto": 100, "IVANoRec": [{"CodIVANoRec": 5}]}]}
+    with pytest.raises(dte.DocumentError, match=r"Detalle\[0\]\.IVANoRec\[0\]\.CodIVANoRec"):
+        books.normalize_libro_cv(bad)
+
+
+def test_libro_venta_retained_vat_and_tobacco(cert: dte.Certificate, tmp_path: Path, xsd_dir: Path) -> None:
+    """Sales book: facturas de compra (46) with IVA retenido total / parcial, and tobacco columns."""
+    book = {"Caratula": caratula(), "Detalle": [
+        {"TpoDoc": 33, "NroDoc": 1, "FchDoc": "2024-05-02", "RUTDoc": "12345678-5", "MntNeto": 100000},
+        {"TpoDoc": 46, "NroDoc": 2, "FchDoc": "2024-05-02", "RUTDoc": "12345678-5", "MntNeto": 10000,
+         "IVARetTotal": 1900},
+        {"TpoDoc": 46, "NroDoc": 3, "FchDoc": "2024-05-03", "RUTDoc": "12345678-5", "MntNeto": 20000,
+         "IVARetParcial": 1000},
+        {"TpoDoc": 33, "NroDoc": 4, "FchDoc": "2024-05-04", "RUTDoc": "12345678-5", "MntNeto": 10000,
+         "TabCigarrillos": 5000, "TabPuros": 700},
+    ]}
+    n = books.normalize_libro_cv(book)
+    d = n["Detalle"]
+    # The retained IVA is paid by the issuer of the 46: it leaves the amount payable.
+    assert [e["MntTotal"] for e in d] == [119000, 11900 - 1900, 23800 - 1000, 11900]
+    t33, t46 = n["ResumenPeriodo"]
+    assert (t33["TotMntNeto"], t33["TotMntIVA"], t33["TotTabCigarrillos"], t33["TotTabPuros"],
+            t33["TotMntTotal"]) == (110000, 20900, 5000, 700, 130900)
+    assert "TotOpIVARec" not in t33  # operation counts are for purchases
+    assert (t46["TotDoc"], t46["TotMntNeto"], t46["TotMntIVA"], t46["TotOpIVARetTotal"], t46["TotIVARetTotal"],
+            t46["TotOpIVARetParcial"], t46["TotIVARetParcial"], t46["TotMntTotal"]) == (
+        2, 30000, 5700, 1, 1900, 1, 1000, 10000 + 22800)
+    check_signed(books.sign_libro_cv(book, cert, schemas=dte.schemas()), tmp_path, xsd_dir, "LibroCV_v10.xsd",
+                 "EnvioLibro")
+
+
 def test_segmented_libro_guia(cert: dte.Certificate, tmp_path: Path, xsd_dir: Path) -> None:
     guia = {"Caratula": {"RutEmisorLibro": ISSUER, "PeriodoTributario": "2024-05", "FchResol": "2014-08-22",
                          "NroResol": 80, "FolioNotificacion": 3},
