@@ -796,9 +796,13 @@ json normalize_libro_cv(const json& input) {
   return out;
 }
 
-std::vector<json> segment_libro_cv(const json& input, std::size_t max_detail) {
+namespace {
+
+// One book cut into PARCIAL..FINAL segments of at most max_detail Detalle entries each (TOTAL
+// when it fits in one); only the FINAL segment carries the period's summary, computed from the
+// whole book (`whole`, the normalised input).
+std::vector<json> split_book(const json& input, const json& whole, std::size_t max_detail) {
   if (max_detail == 0) throw DocumentError("libro.field", "a segment holds at least one Detalle entry");
-  json whole = normalize_libro_cv(input);  // validates everything once, and the period's totals
   const json list = input.contains("Detalle") ? as_list(input["Detalle"]) : json::array();
   std::vector<json> out;
   if (list.size() <= max_detail) {
@@ -821,6 +825,13 @@ std::vector<json> segment_libro_cv(const json& input, std::size_t max_detail) {
     out.push_back(std::move(seg));
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<json> segment_libro_cv(const json& input, std::size_t max_detail) {
+  if (max_detail == 0) throw DocumentError("libro.field", "a segment holds at least one Detalle entry");
+  return split_book(input, normalize_libro_cv(input), max_detail);  // validates everything once
 }
 
 std::vector<std::string> sign_libro_cv_segments(const json& input, const Certificate& cert,
@@ -956,29 +967,7 @@ json normalize_libro_guia(const json& input) {
 
 std::vector<json> segment_libro_guia(const json& input, std::size_t max_detail) {
   if (max_detail == 0) throw DocumentError("libro.field", "a segment holds at least one Detalle entry");
-  json whole = normalize_libro_guia(input);
-  const json list = input.contains("Detalle") ? as_list(input["Detalle"]) : json::array();
-  std::vector<json> out;
-  if (list.size() <= max_detail) {
-    json one = input;
-    one["Caratula"]["TipoEnvio"] = "TOTAL";
-    one["Caratula"].erase("NroSegmento");
-    out.push_back(std::move(one));
-    return out;
-  }
-  const std::size_t n = (list.size() + max_detail - 1) / max_detail;
-  for (std::size_t i = 0; i < n; ++i) {
-    json seg = input;
-    seg.erase("ResumenPeriodo");
-    seg["Caratula"]["TipoEnvio"] = i + 1 == n ? "FINAL" : "PARCIAL";
-    seg["Caratula"]["NroSegmento"] = static_cast<long long>(i + 1);
-    json part = json::array();
-    for (std::size_t k = i * max_detail; k < std::min(list.size(), (i + 1) * max_detail); ++k) part.push_back(list[k]);
-    seg["Detalle"] = std::move(part);
-    if (i + 1 == n) seg["ResumenPeriodo"] = whole["ResumenPeriodo"];
-    out.push_back(std::move(seg));
-  }
-  return out;
+  return split_book(input, normalize_libro_guia(input), max_detail);
 }
 
 std::vector<std::string> sign_libro_guia_segments(const json& input, const Certificate& cert,
