@@ -10,6 +10,7 @@
 
 #include <cctype>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <mutex>
 #include <optional>
@@ -271,11 +272,18 @@ void ensure_openssl_providers() {
   std::call_once(once, [] {
     // Loading any provider explicitly stops OpenSSL from loading "default" on its own, so both
     // are loaded. "legacy" may be missing on a minimal system: modern bundles still work then.
-    // Kept for the life of the process (never unloaded), held here so leak checkers agree.
-    static OSSL_PROVIDER* legacy = OSSL_PROVIDER_load(nullptr, "legacy");
-    static OSSL_PROVIDER* standard = OSSL_PROVIDER_load(nullptr, "default");
-    (void)legacy;
-    (void)standard;
+    // Kept for the life of the process. Our references are dropped at exit, before OpenSSL's
+    // own clean-up (atexit runs handlers last-registered first, and OpenSSL registered its
+    // handler when it initialised, before these loads): otherwise the provider store stays
+    // half-freed and LeakSanitizer reports it.
+    static OSSL_PROVIDER* legacy = nullptr;
+    static OSSL_PROVIDER* standard = nullptr;
+    legacy = OSSL_PROVIDER_load(nullptr, "legacy");
+    standard = OSSL_PROVIDER_load(nullptr, "default");
+    std::atexit([] {
+      if (legacy) OSSL_PROVIDER_unload(legacy);
+      if (standard) OSSL_PROVIDER_unload(standard);
+    });
     ERR_clear_error();
   });
 }
