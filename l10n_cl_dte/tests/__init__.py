@@ -7,3 +7,4 @@ from . import test_emission_operations
 from . import test_webhooks
 from . import test_metrics
 from . import test_crash_safety
+from . import test_emission_e2e
