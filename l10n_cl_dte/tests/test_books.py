@@ -282,20 +282,6 @@ class TestL10nClDteBooks(L10nClDteCommon):
 
     # --- SII -------------------------------------------------------------------------------
 
-    def _start_simulator(self):
-        try:
-            from dte_native.simulator import Simulator  # noqa: PLC0415
-        except ImportError as e:
-            self.skipTest('dte_native.simulator unavailable: %s' % e)
-        simulator = Simulator(port=0, sii_keys=str(self.kit.sii_keys_dir), config={'step_delay_s': 0})
-        try:
-            url = simulator.start()
-        except FileNotFoundError as e:
-            self.skipTest('SII simulator cannot start: %s' % e)
-        self.addCleanup(simulator.stop)
-        self.company.write({'l10n_cl_dte_simulator_url': url, 'l10n_cl_dte_environment': 'simulator'})
-        return simulator
-
     def test_send_book_to_simulator(self):
         simulator = self._start_simulator()
 

@@ -15,17 +15,7 @@ class TestCrashSafety(L10nClDteCommon):
 
     def setUp(self):
         super().setUp()
-        try:
-            from dte_native.simulator import Simulator  # noqa: PLC0415
-        except ImportError as e:
-            self.skipTest('dte_native.simulator unavailable: %s' % e)
-        self.simulator = Simulator(port=0, sii_keys=str(self.kit.sii_keys_dir), config={'step_delay_s': 0})
-        try:
-            url = self.simulator.start()
-        except FileNotFoundError as e:  # no XSD folder on this machine
-            self.skipTest('SII simulator cannot start: %s' % e)
-        self.addCleanup(self.simulator.stop)
-        self.company.write({'l10n_cl_dte_simulator_url': url, 'l10n_cl_dte_environment': 'simulator'})
+        self.simulator = self._start_simulator()
         self.Document = self.env['l10n_cl_dte.document']
 
     def _interrupted(self, reached_sii):

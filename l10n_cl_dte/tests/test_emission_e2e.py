@@ -10,7 +10,6 @@ class TestEmissionE2E(EmissionTypesCommon):
     """Guías, exports, facturas de compra, foreign-currency and additional-tax invoices go from
     posting through "Send to SII" (the cron path the button queues) to accepted by the simulator."""
 
-    _start_simulator = TestL10nClDte._start_simulator
     _send_until_final = TestL10nClDte._send_until_final
 
     def setUp(self):

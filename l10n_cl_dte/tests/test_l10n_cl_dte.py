@@ -99,6 +99,21 @@ class L10nClDteCommon(AccountTestInvoicingCommon):
             move.action_post()
         return move
 
+    def _start_simulator(self, **config):
+        try:
+            from dte_native.simulator import Simulator  # noqa: PLC0415
+        except ImportError as e:
+            self.skipTest('dte_native.simulator unavailable: %s' % e)
+        simulator = Simulator(port=0, sii_keys=str(self.kit.sii_keys_dir), config={'step_delay_s': 0, **config})
+        try:
+            url = simulator.start()
+        except FileNotFoundError as e:  # no XSD folder on this machine
+            self.skipTest('SII simulator cannot start: %s' % e)
+        self.addCleanup(simulator.stop)
+        self.company.l10n_cl_dte_simulator_url = url
+        self.company.l10n_cl_dte_environment = 'simulator'
+        return simulator
+
     def _verify(self, xml):
         report = dte_native.verify(xml, keyring=self.kit.keyring())
         self.assertTrue(report.ok, [(c.name, c.reason) for c in report.failures])
@@ -251,21 +266,6 @@ class TestL10nClDte(L10nClDteCommon):
         self.assertEqual(doc.state, 'to_send')
 
     # --- SII transport against dte_native's simulator (real HTTP on 127.0.0.1) --------------
-
-    def _start_simulator(self, **config):
-        try:
-            from dte_native.simulator import Simulator  # noqa: PLC0415
-        except ImportError as e:
-            self.skipTest('dte_native.simulator unavailable: %s' % e)
-        simulator = Simulator(port=0, sii_keys=str(self.kit.sii_keys_dir), config={'step_delay_s': 0, **config})
-        try:
-            url = simulator.start()
-        except FileNotFoundError as e:  # no XSD folder on this machine
-            self.skipTest('SII simulator cannot start: %s' % e)
-        self.addCleanup(simulator.stop)
-        self.company.l10n_cl_dte_simulator_url = url
-        self.company.l10n_cl_dte_environment = 'simulator'
-        return simulator
 
     def test_send_and_poll_simulator(self):
         self._start_simulator()

@@ -121,20 +121,6 @@ class TestL10nClDteReception(L10nClDteCommon):
                             'l10n_cl_dte_smtp_security': 'none'})
         return sink
 
-    def _simulator(self):
-        try:
-            from dte_native.simulator import Simulator  # noqa: PLC0415
-        except ImportError as e:
-            self.skipTest('dte_native.simulator unavailable: %s' % e)
-        simulator = Simulator(port=0, sii_keys=str(self.kit.sii_keys_dir), config={'step_delay_s': 0})
-        try:
-            url = simulator.start()
-        except FileNotFoundError as e:
-            self.skipTest('SII simulator cannot start: %s' % e)
-        self.addCleanup(simulator.stop)
-        self.company.write({'l10n_cl_dte_environment': 'simulator', 'l10n_cl_dte_simulator_url': url})
-        return simulator
-
     # --- tests -----------------------------------------------------------------------------
 
     def test_inbox_to_draft_bills(self):
@@ -226,7 +212,7 @@ class TestL10nClDteReception(L10nClDteCommon):
         self.assertEqual(refund.l10n_cl_reference_ids.l10n_cl_reference_doc_type_id.code, '33')
 
     def test_accept_claim_and_deemed_acceptance(self):
-        simulator = self._simulator()
+        simulator = self._start_simulator()
         sink = self._smtp_sink()
         docs = [self._supplier_dte() for _ in range(5)]
         # The supplier uploaded its DTEs to SII (the simulator; all but the third) and mailed them to us.

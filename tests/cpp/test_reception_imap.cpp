@@ -61,8 +61,9 @@ class Dovecot {
       skip_ = "dovecot is not installed (Debian: dovecot-imapd; scripts/setup installs it)";
       return;
     }
-    char tmpl[] = "/tmp/dte_dovecot_XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
+    // The system's temporary folder ($TMPDIR, else /tmp), not a fixed path.
+    std::string tmpl = (fs::temp_directory_path() / "dte_dovecot_XXXXXX").string();
+    dir_ = ::mkdtemp(tmpl.data());
     // Dovecot's auth and login processes run as other users: they must be able to read.
     fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
                               fs::perms::others_read | fs::perms::others_exec);
