@@ -17,6 +17,7 @@
 #include <optional>
 #include <sstream>
 
+#include "dsig_internal.hpp"
 #include "dte/cert.hpp"
 #include "dte/errors.hpp"
 #include "dte/rut.hpp"
@@ -613,7 +614,14 @@ std::string Caf::sign(std::string_view data) const {
 }
 
 bool Caf::verify_signature(std::string_view data, std::string_view signature) const {
-  return rsa_sha1_verify(public_key_.get(), data, signature);
+  if (!public_key_) return false;
+  EvpMdCtxPtr ctx = detail::rsa_sha1_verify_context(public_key_.get(), public_key_);
+  bool ok = ctx &&
+            EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
+                             signature.size(), reinterpret_cast<const unsigned char*>(data.data()),
+                             data.size()) == 1;
+  ERR_clear_error();
+  return ok;
 }
 
 }  // namespace dte

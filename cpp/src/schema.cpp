@@ -308,6 +308,13 @@ ValidationResult SchemaSet::validate_with(xmlDoc* doc, const std::string& xsd_fi
   return result;
 }
 
+xmlSchema* SchemaSet::schema_for_root(std::string_view root_local, std::string* xsd_file) const {
+  auto it = root_schemas().find(root_local);
+  if (it == root_schemas().end()) return nullptr;
+  if (xsd_file) *xsd_file = it->second;
+  return compiled(it->second);
+}
+
 ValidationResult SchemaSet::validate(xmlDoc* doc) const {
   xmlNode* root = doc ? xmlDocGetRootElement(doc) : nullptr;
   if (!root) throw SchemaError("schema.unknown_root", "empty document");

@@ -10,6 +10,7 @@
 #include "dte/errors.hpp"
 #include "dte/rut.hpp"
 #include "dte/xml.hpp"
+#include "verify_internal.hpp"
 
 namespace dte {
 namespace {
@@ -201,14 +202,38 @@ std::shared_ptr<const Caf> parsed_caf(const std::string& flat) {
 
 }  // namespace
 
-std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
-                              const SiiKeyring& keyring, std::string_view subject) {
-  std::vector<Check> out;
+namespace detail {
+
+TedParts ted_parts(const xmlNode* ted, const xmlNode* documento) {
+  TedParts p;
   const xmlNode* dd = child(ted, "DD");
   const xmlNode* frmt = child(ted, "FRMT");
   const xmlNode* caf_node = child(dd, "CAF");
-  if (!dd || !frmt || !caf_node) {
-    std::string why = !dd ? "TED has no DD" : !frmt ? "TED has no FRMT" : "TED DD has no CAF";
+  p.has_dd = dd != nullptr;
+  p.has_frmt = frmt != nullptr;
+  p.has_caf = caf_node != nullptr;
+  if (!dd || !frmt || !caf_node) return p;
+  p.caf_flat = flattened_element(caf_node);
+  p.dd_flat = flattened_element(dd);
+  p.frmt = node_text(frmt);
+  const char* const dd_names[] = {"RE", "TD", "F", "FE", "RR", "MNT"};
+  for (int i = 0; i < 6; ++i) p.dd[i] = text_at(dd, dd_names[i]);
+  if (const xmlNode* doc = document_element(documento)) {
+    p.has_document = true;
+    const char* const paths[] = {"Encabezado/Emisor/RUTEmisor", "Encabezado/IdDoc/TipoDTE",
+                                 "Encabezado/IdDoc/Folio",       "Encabezado/IdDoc/FchEmis",
+                                 "Encabezado/Receptor/RUTRecep", "Encabezado/Totales/MntTotal"};
+    for (int i = 0; i < 6; ++i) p.doc[i] = text_at(doc, paths[i]);
+    p.has_receiver = find_path(doc, "Encabezado/Receptor/RUTRecep") != nullptr;
+  }
+  return p;
+}
+
+std::vector<Check> verify_ted_parts(const TedParts& p, const SiiKeyring& keyring,
+                                    std::string_view subject) {
+  std::vector<Check> out;
+  if (!p.has_dd || !p.has_frmt || !p.has_caf) {
+    std::string why = !p.has_dd ? "TED has no DD" : !p.has_frmt ? "TED has no FRMT" : "TED DD has no CAF";
     out.push_back(make_check("ted.frmt", subject, CheckStatus::kFail, why));
     out.push_back(make_check("ted.caf", subject, CheckStatus::kFail, why));
     out.push_back(make_check("ted.consistency", subject, CheckStatus::kSkip, why));
@@ -218,7 +243,7 @@ std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
   std::shared_ptr<const Caf> caf;
   std::string caf_error;
   try {
-    caf = parsed_caf(flattened_element(caf_node));
+    caf = parsed_caf(p.caf_flat);
   } catch (const DteError& e) {
     caf_error = std::string("the CAF inside the TED is unreadable: ") + e.what();
   }
@@ -233,13 +258,13 @@ std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
   std::string signature;
   bool b64_ok = true;
   try {
-    signature = base64_decode(trim(node_text(frmt)));
+    signature = base64_decode(trim(p.frmt));
   } catch (const DteError&) {
     b64_ok = false;
   }
   if (!b64_ok) {
     out.push_back(make_check("ted.frmt", subject, CheckStatus::kFail, "FRMT is not valid base64"));
-  } else if (caf->verify_signature(to_latin1(flattened_element(dd)), signature)) {
+  } else if (caf->verify_signature(to_latin1(p.dd_flat), signature)) {
     out.push_back(make_check("ted.frmt", subject, CheckStatus::kPass));
   } else {
     out.push_back(make_check("ted.frmt", subject, CheckStatus::kFail,
@@ -255,11 +280,10 @@ std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
 
   // ted.consistency
   std::vector<std::string> problems;
-  auto dd_text = [&](const char* name) { return trim(text_at(dd, name)); };
   const CafInfo& info = caf->info();
-  std::string re = dd_text("RE");
-  std::string td = dd_text("TD");
-  std::string f = dd_text("F");
+  const std::string re = trim(p.dd[0]);
+  const std::string td = trim(p.dd[1]);
+  const std::string f = trim(p.dd[2]);
   if (same_rut(re) != same_rut(info.issuer_rut))
     problems.push_back("DD/RE " + re + " differs from CAF RE " + info.issuer_rut);
   if (td != std::to_string(info.doc_type))
@@ -272,10 +296,14 @@ std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
     problems.push_back("folio " + f + " is outside the CAF range " +
                        std::to_string(info.folio_from) + "-" + std::to_string(info.folio_to));
   }
-  if (const xmlNode* doc = document_element(documento)) {
-    auto compare = [&](const char* dd_name, const char* path, bool rut, bool number) {
-      std::string a = dd_text(dd_name);
-      std::string b = trim(text_at(doc, path));
+  if (p.has_document) {
+    const char* const dd_names[] = {"RE", "TD", "F", "FE", "RR", "MNT"};
+    const char* const paths[] = {"Encabezado/Emisor/RUTEmisor", "Encabezado/IdDoc/TipoDTE",
+                                 "Encabezado/IdDoc/Folio",       "Encabezado/IdDoc/FchEmis",
+                                 "Encabezado/Receptor/RUTRecep", "Encabezado/Totales/MntTotal"};
+    auto compare = [&](int i, bool rut, bool number) {
+      std::string a = trim(p.dd[i]);
+      std::string b = trim(p.doc[i]);
       bool equal = a == b;
       if (!equal && rut) equal = same_rut(a) == same_rut(b);
       if (!equal && number && !a.empty() && !b.empty()) {
@@ -287,25 +315,31 @@ std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
         equal = *ea == '\0' && *eb == '\0' && va == vb;
       }
       if (!equal)
-        problems.push_back(std::string("DD/") + dd_name + " '" + a + "' differs from " + path +
-                           " '" + b + "'");
+        problems.push_back(std::string("DD/") + dd_names[i] + " '" + a + "' differs from " +
+                           paths[i] + " '" + b + "'");
     };
-    compare("RE", "Encabezado/Emisor/RUTEmisor", true, false);
-    compare("TD", "Encabezado/IdDoc/TipoDTE", false, true);
-    compare("F", "Encabezado/IdDoc/Folio", false, true);
-    compare("FE", "Encabezado/IdDoc/FchEmis", false, false);
-    if (find_path(doc, "Encabezado/Receptor/RUTRecep"))
-      compare("RR", "Encabezado/Receptor/RUTRecep", true, false);
-    compare("MNT", "Encabezado/Totales/MntTotal", false, true);
+    compare(0, true, false);
+    compare(1, false, true);
+    compare(2, false, true);
+    compare(3, false, false);
+    if (p.has_receiver) compare(4, true, false);
+    compare(5, false, true);
   }
   if (problems.empty()) {
     out.push_back(make_check("ted.consistency", subject, CheckStatus::kPass));
   } else {
     std::string reason;
-    for (const auto& p : problems) reason += (reason.empty() ? "" : "; ") + p;
+    for (const auto& pr : problems) reason += (reason.empty() ? "" : "; ") + pr;
     out.push_back(make_check("ted.consistency", subject, CheckStatus::kFail, reason));
   }
   return out;
+}
+
+}  // namespace detail
+
+std::vector<Check> verify_ted(const xmlNode* ted, const xmlNode* documento,
+                              const SiiKeyring& keyring, std::string_view subject) {
+  return detail::verify_ted_parts(detail::ted_parts(ted, documento), keyring, subject);
 }
 
 std::string ted_barcode_payload(const xmlNode* ted) {

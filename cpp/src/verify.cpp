@@ -22,6 +22,7 @@
 #include "dte/signer.hpp"
 #include "dte/ted.hpp"
 #include "dte/xml.hpp"
+#include "verify_internal.hpp"
 
 namespace dte {
 namespace {
@@ -120,48 +121,19 @@ class TextMemo {
   std::unordered_map<std::string, V> map_;
 };
 
-std::shared_ptr<EVP_PKEY> key_from_key_value(const xmlNode* sig, std::string* why) {
-  xmlNode* rsa = dsig_child(dsig_child(dsig_child(sig, "KeyInfo"), "KeyValue"), "RSAKeyValue");
-  if (!rsa) return nullptr;
-  std::string modulus = node_text(dsig_child(rsa, "Modulus"));
-  std::string exponent = node_text(dsig_child(rsa, "Exponent"));
-  static auto* memo = new TextMemo<std::shared_ptr<EVP_PKEY>>;  // leaked: outlives pool threads
-  std::string key = modulus;
-  key.push_back('\0');
-  key += exponent;
-  if (auto hit = memo->find(key)) return *hit;
-  EvpPkeyPtr parsed = parse_key_value(modulus, exponent, why);
-  if (!parsed) return nullptr;
-  std::shared_ptr<EVP_PKEY> shared(parsed.release(), CDeleter<EVP_PKEY_free>());
-  memo->put(key, shared);
-  return shared;
-}
 
-std::optional<Certificate> certificate_from_base64(const std::string& text, std::string* why) {
-  static auto* memo = new TextMemo<Certificate>;
-  if (auto hit = memo->find(text)) return hit;
-  try {
-    Certificate c = Certificate::public_only(base64_decode(text));
-    memo->put(text, c);
-    return c;
-  } catch (const DteError& e) {
-    *why = std::string("X509Certificate is unreadable: ") + e.what();
-    return std::nullopt;
-  }
-}
-
-// What KeyInfo says about the signer: the KeyValue key and the X509Certificate.
-struct SignerKeys {
-  std::shared_ptr<EVP_PKEY> key_value;
-  std::string key_value_error;
-  bool has_certificate = false;
-  std::optional<Certificate> certificate;
-  std::string certificate_error;
+using detail::SignerKeys;
+// The shared result plus the signed element itself, which the DOM checks go on to read.
+struct SignatureResult : detail::SignatureResult {
+  xmlNode* target = nullptr;
 };
+using detail::certificate_from_base64;
 
 SignerKeys read_keys(const xmlNode* sig) {
   SignerKeys k;
-  k.key_value = key_from_key_value(sig, &k.key_value_error);
+  if (xmlNode* rsa = dsig_child(dsig_child(dsig_child(sig, "KeyInfo"), "KeyValue"), "RSAKeyValue"))
+    k.key_value = detail::key_from_texts(node_text(dsig_child(rsa, "Modulus")),
+                                         node_text(dsig_child(rsa, "Exponent")), &k.key_value_error);
   xmlNode* x509 = dsig_child(dsig_child(dsig_child(sig, "KeyInfo"), "X509Data"),
                              "X509Certificate");
   if (x509) {
@@ -464,14 +436,29 @@ XmlDocPtr standalone_copy(xmlNode* sig, bool sii_ns, xmlNode** sig_copy) {
   return doc;
 }
 
-struct SignatureResult {
-  bool valid = false;
-  bool target_ok = false;
-  std::string signature_reason;
-  std::string target_reason;
-  SignerKeys keys;
-  xmlNode* target = nullptr;
-};
+
+void add(VerifyReport& report, std::string name, std::string subject, CheckStatus status,
+         std::string reason = {}) {
+  detail::add_check(report, std::move(name), std::move(subject), status, std::move(reason));
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
+}
+
+// The signing time the certificate must be valid at: TmstFirma* in the signed element or its
+// Caratula (TmstFirma, TmstFirmaEnv, TmstFirmaEnvio, TmstFirmaResp...), TmstCesion for a cession.
+std::string signing_time(const xmlNode* target) {
+  for (const xmlNode* scope : {target, static_cast<const xmlNode*>(child(target, "Caratula"))}) {
+    if (!scope) continue;
+    for (xmlNode* c = scope->children; c; c = c->next) {
+      if (c->type != XML_ELEMENT_NODE) continue;
+      std::string name = local_name(c);
+      if (starts_with(name, "TmstFirma") || name == "TmstCesion") return node_text(c);
+    }
+  }
+  return {};
+}
 
 // Verifies one Signature with the KeyValue key (the key match is a separate check); inner
 // signatures that fail in place are retried standalone as SII does.
@@ -485,6 +472,8 @@ SignatureResult check_signature(xmlDoc* doc, xmlNode* sig, bool allow_standalone
     r.signature_reason = why;
     return r;
   }
+  r.has_target = true;
+  r.signing_time = signing_time(r.target);
   r.target_ok = target_is_expected(sig, r.target, &r.target_reason);
   EVP_PKEY* key = verification_key(r.keys);
   if (!key) {
@@ -529,74 +518,6 @@ SignatureResult check_signature(xmlDoc* doc, xmlNode* sig, bool allow_standalone
   if (verified_standalone(false)) return r;
   r.signature_reason += "; also fails standalone, with and without the SII namespace";
   return r;
-}
-
-void add(VerifyReport& report, std::string name, std::string subject, CheckStatus status,
-         std::string reason = {}) {
-  report.checks.push_back(Check{std::move(name), std::move(subject), status, std::move(reason)});
-}
-
-bool starts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && s.substr(0, prefix.size()) == prefix;
-}
-
-// The signing time the certificate must be valid at: TmstFirma* in the signed element or its
-// Caratula (TmstFirma, TmstFirmaEnv, TmstFirmaEnvio, TmstFirmaResp...), TmstCesion for a cession.
-std::string signing_time(const xmlNode* target) {
-  for (const xmlNode* scope : {target, static_cast<const xmlNode*>(child(target, "Caratula"))}) {
-    if (!scope) continue;
-    for (xmlNode* c = scope->children; c; c = c->next) {
-      if (c->type != XML_ELEMENT_NODE) continue;
-      std::string name = local_name(c);
-      if (starts_with(name, "TmstFirma") || name == "TmstCesion") return node_text(c);
-    }
-  }
-  return {};
-}
-
-void report_signature(VerifyReport& report, const SignatureResult& r, const std::string& prefix,
-                      const std::string& subject, bool check_validity) {
-  add(report, prefix + ".signature", subject, r.valid ? CheckStatus::kPass : CheckStatus::kFail,
-      r.signature_reason);
-  if (r.target) {
-    add(report, prefix + ".signature_target", subject,
-        r.target_ok ? CheckStatus::kPass : CheckStatus::kFail, r.target_reason);
-  } else {
-    add(report, prefix + ".signature_target", subject, CheckStatus::kFail, r.target_reason);
-  }
-  const SignerKeys& k = r.keys;
-  if (!k.has_certificate) {
-    add(report, "cert.key_match", subject, CheckStatus::kSkip, "no X509Certificate in KeyInfo");
-  } else if (!k.certificate) {
-    add(report, "cert.key_match", subject, CheckStatus::kFail, k.certificate_error);
-  } else if (!k.key_value) {
-    add(report, "cert.key_match", subject, CheckStatus::kSkip,
-        "no RSAKeyValue in KeyInfo; the certificate's key was used");
-  } else if (EVP_PKEY_eq(k.key_value.get(), X509_get0_pubkey(k.certificate->x509())) == 1) {
-    add(report, "cert.key_match", subject, CheckStatus::kPass);
-  } else {
-    add(report, "cert.key_match", subject, CheckStatus::kFail,
-        "RSAKeyValue is not the key of X509Certificate");
-  }
-  ERR_clear_error();
-  if (!check_validity) return;
-  if (!k.certificate) {
-    add(report, "cert.validity", subject, CheckStatus::kSkip, "no readable certificate");
-    return;
-  }
-  std::string when = r.target ? signing_time(r.target) : std::string();
-  if (when.empty()) {
-    add(report, "cert.validity", subject, CheckStatus::kSkip, "no signing timestamp to check at");
-    return;
-  }
-  try {
-    k.certificate->check_valid_at(when);
-    add(report, "cert.validity", subject, CheckStatus::kPass,
-        "valid at " + when + " (" + k.certificate->info().not_before + " .. " +
-            k.certificate->info().not_after + ")");
-  } catch (const DteError& e) {
-    add(report, "cert.validity", subject, CheckStatus::kFail, e.what());
-  }
 }
 
 long long to_number(const std::string& s) {
@@ -786,6 +707,8 @@ bool VerifyReport::ok() const noexcept {
 
 VerifyReport verify_document(std::string_view bytes, const VerifyOptions& options) {
   VerifyReport report;
+  if (options.streaming && detail::stream_verify(bytes, options, &report)) return report;
+  report = VerifyReport{};
   XmlDocPtr doc;
   try {
     doc = parse_xml(bytes, options.limits);
@@ -836,5 +759,86 @@ bool verify_signature_node(xmlDoc* doc, xmlNode* signature, std::string* reason,
   }
   return done(xmlsec_verify(signature, key, &why) == SigOutcome::kValid);
 }
+
+namespace detail {
+
+void add_check(VerifyReport& report, std::string name, std::string subject, CheckStatus status,
+               std::string reason) {
+  report.checks.push_back(Check{std::move(name), std::move(subject), status, std::move(reason)});
+}
+
+std::shared_ptr<EVP_PKEY> key_from_texts(const std::string& modulus, const std::string& exponent,
+                                         std::string* why) {
+  static auto* memo = new TextMemo<std::shared_ptr<EVP_PKEY>>;  // leaked: outlives pool threads
+  std::string key = modulus;
+  key.push_back('\0');
+  key += exponent;
+  if (auto hit = memo->find(key)) return *hit;
+  EvpPkeyPtr parsed = parse_key_value(modulus, exponent, why);
+  if (!parsed) return nullptr;
+  std::shared_ptr<EVP_PKEY> shared(parsed.release(), CDeleter<EVP_PKEY_free>());
+  memo->put(key, shared);
+  return shared;
+}
+
+std::optional<Certificate> certificate_from_base64(const std::string& text, std::string* why) {
+  static auto* memo = new TextMemo<Certificate>;
+  if (auto hit = memo->find(text)) return hit;
+  try {
+    Certificate c = Certificate::public_only(base64_decode(text));
+    memo->put(text, c);
+    return c;
+  } catch (const DteError& e) {
+    *why = std::string("X509Certificate is unreadable: ") + e.what();
+    return std::nullopt;
+  }
+}
+
+void report_signature(VerifyReport& report, const SignatureResult& r, const std::string& prefix,
+                      const std::string& subject, bool check_validity) {
+  add_check(report, prefix + ".signature", subject, r.valid ? CheckStatus::kPass : CheckStatus::kFail,
+      r.signature_reason);
+  if (r.has_target) {
+    add_check(report, prefix + ".signature_target", subject,
+        r.target_ok ? CheckStatus::kPass : CheckStatus::kFail, r.target_reason);
+  } else {
+    add_check(report, prefix + ".signature_target", subject, CheckStatus::kFail, r.target_reason);
+  }
+  const SignerKeys& k = r.keys;
+  if (!k.has_certificate) {
+    add_check(report, "cert.key_match", subject, CheckStatus::kSkip, "no X509Certificate in KeyInfo");
+  } else if (!k.certificate) {
+    add_check(report, "cert.key_match", subject, CheckStatus::kFail, k.certificate_error);
+  } else if (!k.key_value) {
+    add_check(report, "cert.key_match", subject, CheckStatus::kSkip,
+        "no RSAKeyValue in KeyInfo; the certificate's key was used");
+  } else if (EVP_PKEY_eq(k.key_value.get(), X509_get0_pubkey(k.certificate->x509())) == 1) {
+    add_check(report, "cert.key_match", subject, CheckStatus::kPass);
+  } else {
+    add_check(report, "cert.key_match", subject, CheckStatus::kFail,
+        "RSAKeyValue is not the key of X509Certificate");
+  }
+  ERR_clear_error();
+  if (!check_validity) return;
+  if (!k.certificate) {
+    add_check(report, "cert.validity", subject, CheckStatus::kSkip, "no readable certificate");
+    return;
+  }
+  const std::string& when = r.signing_time;
+  if (when.empty()) {
+    add_check(report, "cert.validity", subject, CheckStatus::kSkip, "no signing timestamp to check at");
+    return;
+  }
+  try {
+    k.certificate->check_valid_at(when);
+    add_check(report, "cert.validity", subject, CheckStatus::kPass,
+        "valid at " + when + " (" + k.certificate->info().not_before + " .. " +
+            k.certificate->info().not_after + ")");
+  } catch (const DteError& e) {
+    add_check(report, "cert.validity", subject, CheckStatus::kFail, e.what());
+  }
+}
+
+}  // namespace detail
 
 }  // namespace dte

@@ -23,6 +23,11 @@ class SchemaSet {
 
   const std::string& dir() const noexcept { return dir_; }
 
+  // The compiled XSD SII declares for a root element of this local name, and its file name;
+  // nullptr when none does. (validate() checks a bare boleta <DTE> in a synthesised envelope
+  // instead: callers that stream must leave those to it.)
+  xmlSchema* schema_for_root(std::string_view root_local, std::string* xsd_file) const;
+
   // Picks the XSD from the root element (DTE, EnvioDTE, EnvioBOLETA, RespuestaDTE,
   // EnvioRecibos, LibroCompraVenta, LibroGuia, ConsumoFolios, AEC...). A bare boleta <DTE>
   // (39/41) is validated inside a synthesised EnvioBOLETA, since SII's schema only declares it

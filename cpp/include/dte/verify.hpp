@@ -34,6 +34,10 @@ struct VerifyOptions {
   const SchemaSet* schemas = nullptr;   // nullptr: schema check skipped
   bool check_cert_validity = true;      // signer certificate valid at TmstFirma(Env)
   ParseLimits limits{};
+  // The one-pass streaming verifier answers the common shapes (a DTE, an EnvioDTE/EnvioBOLETA,
+  // every signature valid) without building a tree; anything else goes to the DOM verifier,
+  // which writes the same report. false: always the DOM verifier (tests compare the two).
+  bool streaming = true;
 };
 
 // Checks, each named in the report: "xml" (well-formed, secure), "schema", "envelope.signature",

@@ -1,0 +1,81 @@
+// Private to verify.cpp, verify_stream.cpp and ted.cpp: the parts of verification that the DOM
+// verifier and the streaming verifier share, so that both write the very same checks.
+#pragma once
+#include <openssl/evp.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dte/caf.hpp"
+#include "dte/cert.hpp"
+#include "dte/report.hpp"
+#include "dte/verify.hpp"
+
+namespace dte::detail {
+
+// What verify_ted reads out of a TED and its Documento (by first-child paths, text as
+// xmlNodeGetContent gives it, untrimmed).
+struct TedParts {
+  bool has_dd = false;
+  bool has_frmt = false;
+  bool has_caf = false;
+  std::string caf_flat;  // flattened_element(DD/CAF), UTF-8
+  std::string dd_flat;   // flattened_element(DD), UTF-8
+  std::string frmt;      // FRMT text
+  std::string dd[6];     // DD/RE, TD, F, FE, RR, MNT
+  bool has_document = false;
+  // Documento's Encabezado: Emisor/RUTEmisor, IdDoc/TipoDTE, IdDoc/Folio, IdDoc/FchEmis,
+  // Receptor/RUTRecep, Totales/MntTotal (same order as dd).
+  std::string doc[6];
+  bool has_receiver = false;  // Encabezado/Receptor/RUTRecep exists
+};
+
+TedParts ted_parts(const xmlNode* ted, const xmlNode* documento);
+
+// ted.frmt, ted.caf and ted.consistency, exactly as verify_ted reports them.
+std::vector<Check> verify_ted_parts(const TedParts& parts, const SiiKeyring& keyring,
+                                    std::string_view subject);
+
+// What KeyInfo says about the signer: the KeyValue key and the X509Certificate.
+struct SignerKeys {
+  std::shared_ptr<EVP_PKEY> key_value;
+  std::string key_value_error;
+  bool has_certificate = false;
+  std::optional<Certificate> certificate;
+  std::string certificate_error;
+};
+
+// RSAKeyValue texts (memoised by text) and X509Certificate base64 (memoised by text).
+std::shared_ptr<EVP_PKEY> key_from_texts(const std::string& modulus, const std::string& exponent,
+                                         std::string* why);
+std::optional<Certificate> certificate_from_base64(const std::string& text, std::string* why);
+
+struct SignatureResult {
+  bool valid = false;
+  bool target_ok = false;
+  bool has_target = false;
+  std::string signature_reason;
+  std::string target_reason;
+  std::string signing_time;  // TmstFirma* of the signed element (or its Caratula)
+  SignerKeys keys;
+};
+
+// <prefix>.signature, <prefix>.signature_target, cert.key_match and (check_validity)
+// cert.validity for one signature.
+void report_signature(VerifyReport& report, const SignatureResult& r, const std::string& prefix,
+                      const std::string& subject, bool check_validity);
+
+void add_check(VerifyReport& report, std::string name, std::string subject, CheckStatus status,
+               std::string reason = {});
+
+// The report of a document in SII's common shapes (a DTE, an EnvioDTE or EnvioBOLETA whose
+// signatures all verify) from one streaming pass: no tree is built. False, with `report` left
+// empty, for anything else (other shapes, any failing or unusual check, malformed XML, schemas
+// asked for): the DOM verifier then decides and explains. When it answers, its report is the
+// one the DOM verifier writes, check for check.
+bool stream_verify(std::string_view bytes, const VerifyOptions& options, VerifyReport* report);
+
+}  // namespace dte::detail
