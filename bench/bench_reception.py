@@ -117,7 +117,7 @@ def inbox_run(Dovecot: Any, mail: Any, signed_dtes: Any, cert: dte.Certificate, 
     server = None
     try:
         try:
-            server = Dovecot(root)
+            server = Dovecot()  # its own temporary maildir; `root` holds the reception store
         except BaseException as e:  # pytest.skip raises an exception that is not an Exception
             return {"skipped": f"dovecot did not start: {e}"}
         t0 = time.perf_counter()

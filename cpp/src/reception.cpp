@@ -5,6 +5,7 @@
 
 #include "dte/errors.hpp"
 #include "dte/rut.hpp"
+#include "verify_internal.hpp"
 
 namespace dte::reception {
 namespace {
@@ -109,7 +110,15 @@ ReceivedEnvelope verify_received(std::string_view bytes, const ReceptionOptions&
   vo.schemas = options.schemas;
   vo.check_cert_validity = options.check_cert_validity;
   vo.limits = options.limits;
-  VerifyReport report = verify_document(bytes, vo);
+  // One streaming pass gives the checks and, for an EnvioDTE in the common shape, the facts read
+  // below; otherwise the DOM verifier reports and the envelope is parsed for the facts.
+  VerifyReport report;
+  detail::EnvelopeFacts facts;
+  if (!detail::stream_verify(bytes, vo, &report, &facts)) {
+    facts = detail::EnvelopeFacts{};
+    vo.streaming = false;
+    report = verify_document(bytes, vo);
+  }
   env.kind = report.kind;
 
   // Reception is stricter than a general verification: what could not be checked is not
@@ -132,17 +141,6 @@ ReceivedEnvelope verify_received(std::string_view bytes, const ReceptionOptions&
     env.glosa = truncate_chars("Archivo ilegible: " + xml_failed->reason, 256);
     return env;
   }
-  XmlDocPtr doc;
-  try {
-    ParseLimits limits = options.limits;
-    doc = parse_xml(bytes, limits);
-  } catch (const std::exception& e) {
-    env.checks = report.checks;
-    env.state = kEnvioUnreadable;
-    env.glosa = truncate_chars(std::string("Archivo ilegible: ") + e.what(), 256);
-    return env;
-  }
-  xmlNode* root = xmlDocGetRootElement(doc.get());
   const std::string company = norm_rut(options.company_rut);
   if (env.kind != "EnvioDTE" && env.kind != "EnvioBOLETA") {
     env.checks = report.checks;
@@ -152,16 +150,62 @@ ReceivedEnvelope verify_received(std::string_view bytes, const ReceptionOptions&
     env.glosa = "El archivo no es un EnvioDTE";
     return env;
   }
-  xmlNode* set = child(root, "SetDTE");
-  xmlNode* caratula = set ? child(set, "Caratula") : nullptr;
-  if (set) env.set_id = attr(set, "ID");
-  env.rut_emisor = norm_rut(text_at(caratula, "RutEmisor"));
-  env.rut_envia = norm_rut(text_at(caratula, "RutEnvia"));
-  env.rut_receptor = norm_rut(text_at(caratula, "RutReceptor"));
-  env.tmst_firma_env = text_at(caratula, "TmstFirmaEnv");
-  for (xmlNode* sig : children(root, "Signature")) {
-    env.digest = text_at(sig, "SignedInfo/Reference/DigestValue");
-    if (!env.digest.empty()) break;
+  // Each DTE of the SetDTE: what the verifier read of it and its text for the archive.
+  std::vector<ReceivedDocument> received;
+  if (facts.complete) {
+    env.set_id = facts.set_id;
+    env.rut_emisor = norm_rut(facts.rut_emisor);
+    env.rut_envia = norm_rut(facts.rut_envia);
+    env.rut_receptor = norm_rut(facts.rut_receptor);
+    env.tmst_firma_env = facts.tmst_firma_env;
+    env.digest = facts.digest;
+    for (std::size_t i = 0; i < facts.dte_xml.size(); ++i) {
+      ReceivedDocument rd;
+      if (i < report.documents.size()) rd.doc = report.documents[i];
+      rd.xml = std::move(facts.dte_xml[i]);
+      received.push_back(std::move(rd));
+    }
+  } else {
+    XmlDocPtr doc;
+    try {
+      ParseLimits limits = options.limits;
+      doc = parse_xml(bytes, limits);
+    } catch (const std::exception& e) {
+      env.checks = report.checks;
+      env.state = kEnvioUnreadable;
+      env.glosa = truncate_chars(std::string("Archivo ilegible: ") + e.what(), 256);
+      return env;
+    }
+    xmlNode* root = xmlDocGetRootElement(doc.get());
+    xmlNode* set = child(root, "SetDTE");
+    xmlNode* caratula = set ? child(set, "Caratula") : nullptr;
+    if (set) env.set_id = attr(set, "ID");
+    env.rut_emisor = norm_rut(text_at(caratula, "RutEmisor"));
+    env.rut_envia = norm_rut(text_at(caratula, "RutEnvia"));
+    env.rut_receptor = norm_rut(text_at(caratula, "RutReceptor"));
+    env.tmst_firma_env = text_at(caratula, "TmstFirmaEnv");
+    for (xmlNode* sig : children(root, "Signature")) {
+      env.digest = text_at(sig, "SignedInfo/Reference/DigestValue");
+      if (!env.digest.empty()) break;
+    }
+    std::vector<xmlNode*> dtes = set ? children(set, "DTE") : std::vector<xmlNode*>{};
+    for (std::size_t i = 0; i < dtes.size(); ++i) {
+      ReceivedDocument rd;
+      if (i < report.documents.size()) rd.doc = report.documents[i];
+      xmlNode* documento = child(dtes[i], "Documento");
+      if (!documento) documento = child(dtes[i], "Exportaciones");
+      if (!documento) documento = child(dtes[i], "Liquidacion");
+      if (documento) {
+        rd.doc.id = attr(documento, "ID");
+        rd.doc.doc_type = static_cast<int>(to_ll(text_at(documento, "Encabezado/IdDoc/TipoDTE")));
+        rd.doc.folio = to_ll(text_at(documento, "Encabezado/IdDoc/Folio"));
+        rd.doc.issuer_rut = text_at(documento, "Encabezado/Emisor/RUTEmisor");
+        rd.doc.receiver_rut = text_at(documento, "Encabezado/Receptor/RUTRecep");
+        rd.doc.issue_date = text_at(documento, "Encabezado/IdDoc/FchEmis");
+      }
+      rd.xml = serialize_node(dtes[i]);
+      received.push_back(std::move(rd));
+    }
   }
 
   // Per document: its checks (by subject), then the receiver, issuer and duplicate checks.
@@ -169,22 +213,7 @@ ReceivedEnvelope verify_received(std::string_view bytes, const ReceptionOptions&
   for (const Check& c : report.checks) by_subject[c.subject].push_back(&c);
   std::set<std::string> doc_subjects;
   std::set<std::string> seen;
-  std::vector<xmlNode*> dtes = set ? children(set, "DTE") : std::vector<xmlNode*>{};
-  for (std::size_t i = 0; i < dtes.size(); ++i) {
-    ReceivedDocument rd;
-    if (i < report.documents.size()) rd.doc = report.documents[i];
-    xmlNode* documento = child(dtes[i], "Documento");
-    if (!documento) documento = child(dtes[i], "Exportaciones");
-    if (!documento) documento = child(dtes[i], "Liquidacion");
-    if (documento) {
-      rd.doc.id = attr(documento, "ID");
-      rd.doc.doc_type = static_cast<int>(to_ll(text_at(documento, "Encabezado/IdDoc/TipoDTE")));
-      rd.doc.folio = to_ll(text_at(documento, "Encabezado/IdDoc/Folio"));
-      rd.doc.issuer_rut = text_at(documento, "Encabezado/Emisor/RUTEmisor");
-      rd.doc.receiver_rut = text_at(documento, "Encabezado/Receptor/RUTRecep");
-      rd.doc.issue_date = text_at(documento, "Encabezado/IdDoc/FchEmis");
-    }
-    rd.xml = serialize_node(dtes[i]);
+  for (ReceivedDocument& rd : received) {
     const std::string subject = subject_of(rd.doc.doc_type, rd.doc.folio, rd.doc.id);
     doc_subjects.insert(subject);
     for (const Check* c : by_subject[subject]) rd.checks.push_back(*c);

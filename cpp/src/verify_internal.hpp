@@ -76,6 +76,18 @@ void add_check(VerifyReport& report, std::string name, std::string subject, Chec
 // empty, for anything else (other shapes, any failing or unusual check, malformed XML, schemas
 // asked for): the DOM verifier then decides and explains. When it answers, its report is the
 // one the DOM verifier writes, check for check.
-bool stream_verify(std::string_view bytes, const VerifyOptions& options, VerifyReport* report);
+bool stream_verify(std::string_view bytes, const VerifyOptions& options, VerifyReport* report,
+                   struct EnvelopeFacts* facts = nullptr);
+
+// What reception reads from an EnvioDTE besides the checks, collected by the same pass when
+// asked (`complete` false when the pass could not: the caller then parses the envelope).
+struct EnvelopeFacts {
+  bool complete = false;
+  std::string set_id;
+  std::string rut_emisor, rut_envia, rut_receptor, tmst_firma_env;  // Caratula
+  std::string digest;  // the envelope Signature's DigestValue
+  // Each SetDTE/DTE as xmlNodeDump writes it (UTF-8, no declaration): what serialize_node gives.
+  std::vector<std::string> dte_xml;
+};
 
 }  // namespace dte::detail

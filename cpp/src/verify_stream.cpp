@@ -183,6 +183,7 @@ struct Frame {
   std::string_view local;
   unsigned seen = 0;        // child names met (first-child semantics)
   std::string* text = nullptr;
+  std::string* text2 = nullptr;  // a second reader of the same element's text
   int apex = -1;
   int sig_node = -1;
   bool in_dte = false;
@@ -245,7 +246,14 @@ class StreamVerifier {
     subtots_.clear();
     set_dtes_.clear();
     schema_file_.clear();
+    want_facts_ = false;
+    facts_ok_ = true;
+    dumping_ = dump_open_ = false;
+    dump_ = nullptr;
+    facts_ = EnvelopeFacts{};
   }
+  void want_facts() { want_facts_ = true; }
+  EnvelopeFacts& facts() { return facts_; }
 
   bool run(std::string_view bytes, VerifyReport* report);
 
@@ -254,6 +262,9 @@ class StreamVerifier {
              const xmlChar** ns, int nb_attrs, const xmlChar** attrs);
   void end();
   void chars(const xmlChar* ch, int len);
+  // xmlNodeDump would write these as they are; the DTE's text for reception is then left to
+  // the DOM.
+  void comment_or_cdata() { not_dumpable(); }
   void decline() {
     if (!declined_) {
       declined_ = true;
@@ -280,6 +291,18 @@ class StreamVerifier {
   bool finish(VerifyReport* report);
 
   std::string schema_file_;  // the XSD validated against while parsing; empty: none asked
+
+  // Reception's facts; the DTEs of a SetDTE written as xmlNodeDump would.
+  void dump_text(std::string_view text);
+  void not_dumpable() {
+    if (dumping_) facts_ok_ = false;
+  }
+  bool want_facts_ = false;
+  bool facts_ok_ = true;
+  bool dumping_ = false;     // inside a SetDTE/DTE, facts wanted
+  bool dump_open_ = false;   // a start tag written without its '>' yet
+  std::string* dump_ = nullptr;
+  EnvelopeFacts facts_;
 
   const VerifyOptions* options_ = nullptr;
   xmlParserCtxt* ctxt_ = nullptr;
@@ -325,6 +348,11 @@ void on_chars(void* ctx, const xmlChar* ch, int len) { self(ctx)->chars(ch, len)
 void on_decline(void* ctx, const xmlChar*, const xmlChar*) { self(ctx)->decline(); }
 void on_dtd(void* ctx, const xmlChar*, const xmlChar*, const xmlChar*) { self(ctx)->decline(); }
 void on_reference(void* ctx, const xmlChar*) { self(ctx)->decline(); }
+void on_comment(void* ctx, const xmlChar*) { self(ctx)->comment_or_cdata(); }
+void on_cdata(void* ctx, const xmlChar* ch, int len) {
+  self(ctx)->comment_or_cdata();
+  self(ctx)->chars(ch, len);
+}
 void on_silent(void*, xmlErrorPtr) {}
 void on_entity_decl(void* ctx, const xmlChar*, int, const xmlChar*, const xmlChar*, xmlChar*) {
   self(ctx)->decline();
@@ -338,7 +366,8 @@ xmlSAXHandler make_handler() {
   h.endElementNs = on_end;
   h.characters = on_chars;
   h.ignorableWhitespace = on_chars;
-  h.cdataBlock = on_chars;
+  h.cdataBlock = on_cdata;
+  h.comment = on_comment;
   h.processingInstruction = on_decline;
   h.internalSubset = on_dtd;
   h.externalSubset = on_dtd;
@@ -434,6 +463,7 @@ Role StreamVerifier::child_role(Frame& parent, std::string_view local, std::stri
         ++envelope_sigs_;
         return kSig;
       }
+      if (local == "Signature") facts_ok_ = false;  // reception's digest lookup is by name
       if (local == "SetDTE") {
         if (++set_count_ > 1) decline();
         return kSetDte;
@@ -463,10 +493,24 @@ Role StreamVerifier::child_role(Frame& parent, std::string_view local, std::stri
         subtots_.emplace_back();
         return kSubTot;
       }
-      if ((starts_with(local, "TmstFirma") || local == "TmstCesion") && first(0)) {
-        has_caratula_time_ = true;
-        f.text = &caratula_time_;
-        return kLeaf;
+      {
+        static constexpr std::string_view kNames[] = {"RutEmisor", "RutEnvia", "RutReceptor",
+                                                      "TmstFirmaEnv"};
+        std::string* const targets[] = {&facts_.rut_emisor, &facts_.rut_envia,
+                                        &facts_.rut_receptor, &facts_.tmst_firma_env};
+        std::string* fact = nullptr;
+        for (unsigned i = 0; i < 4; ++i)
+          if (local == kNames[i] && first(1 + i)) fact = targets[i];
+        if ((starts_with(local, "TmstFirma") || local == "TmstCesion") && first(0)) {
+          has_caratula_time_ = true;
+          f.text = &caratula_time_;
+          f.text2 = fact;
+          return kLeaf;
+        }
+        if (fact) {
+          f.text = fact;
+          return kLeaf;
+        }
       }
       return kOther;
     case kSubTot:
@@ -499,7 +543,10 @@ Role StreamVerifier::child_role(Frame& parent, std::string_view local, std::stri
       if (local == "TmstFirma" && first(2)) {
         d.has_field[kTmstFirma] = true;
         f.text = &d.field[kTmstFirma];
-        if (first(3)) d.has_field[kSignTime] = true, d.field[kSignTime] = "\x01";
+        if (first(3)) {
+          d.has_field[kSignTime] = true;
+          f.text2 = &d.field[kSignTime];
+        }
         return kLeaf;
       }
       if ((starts_with(local, "TmstFirma") || local == "TmstCesion") && first(3)) {
@@ -665,6 +712,48 @@ void StreamVerifier::start(const xmlChar* local_c, const xmlChar* prefix_c, cons
     }
     attrs_.push_back(std::move(at));
   }
+  if (want_facts_ && f.role == kDte && !dtes_.empty() && dtes_.back().embedded) {
+    facts_.dte_xml.emplace_back();
+    dump_ = &facts_.dte_xml.back();
+    dumping_ = true;
+    dump_open_ = false;
+  }
+  if (dumping_) {
+    // As xmlNodeDump: namespace declarations, then attributes, in document order.
+    std::string& out = *dump_;
+    if (dump_open_) out.push_back('>');
+    out.push_back('<');
+    out.append(local);
+    for (std::size_t i = f.ns_mark; i < ns_.size(); ++i) {
+      out += ns_[i].prefix.empty() ? " xmlns" : " xmlns:";
+      out.append(ns_[i].prefix);
+      out += "=\"";
+      out.append(ns_[i].uri);
+      out.push_back('"');
+      if (ns_[i].uri.find('"') != std::string_view::npos) facts_ok_ = false;
+    }
+    for (const Attr& a : attrs_) {
+      out.push_back(' ');
+      out.append(a.local);
+      out += "=\"";
+      for (char c : a.value) {
+        switch (c) {
+          case '\n': out += "&#10;"; break;
+          case '\r': out += "&#13;"; break;
+          case '\t': out += "&#9;"; break;
+          case '"': out += "&quot;"; break;
+          case '<': out += "&lt;"; break;
+          case '>': out += "&gt;"; break;
+          case '&': out += "&amp;"; break;
+          default:
+            if (static_cast<unsigned char>(c) >= 0x80) facts_ok_ = false;  // depends on the encoding
+            out.push_back(c);
+        }
+      }
+      out.push_back('"');
+    }
+    dump_open_ = true;
+  }
   std::sort(attrs_.begin(), attrs_.end(), [](const Attr& a, const Attr& b) {
     return a.uri != b.uri ? a.uri < b.uri : a.local < b.local;
   });
@@ -814,6 +903,18 @@ void StreamVerifier::end() {
     d.dd_canon.push_back('>');
     if (f.caf) d.caf_end = d.dd_canon.size();
   }
+  if (dumping_) {
+    std::string& out = *dump_;
+    if (dump_open_) {
+      out += "/>";
+      dump_open_ = false;
+    } else {
+      out += "</";
+      out.append(f.local);
+      out.push_back('>');
+    }
+    if (f.role == kDte) dumping_ = false;
+  }
   ns_.resize(f.ns_mark);
   frames_.pop_back();
   --depth_;
@@ -825,6 +926,8 @@ void StreamVerifier::chars(const xmlChar* ch, int len) {
   escape_text(canon_, text);
   Frame& f = frames_.back();
   if (f.text) f.text->append(text);
+  if (f.text2) f.text2->append(text);
+  if (dumping_) dump_text(text);
   if (f.role == kDd || f.role == kInDd) {
     escape_text(dtes_.back().dd_canon, text);
     // node_text of the DD fields is their whole text; text of an element below a field is
@@ -832,6 +935,29 @@ void StreamVerifier::chars(const xmlChar* ch, int len) {
   }
   if (f.role == kSig || f.role == kInSig) {
     sigs_.back().nodes[static_cast<std::size_t>(f.sig_node)].text.append(text);
+  }
+}
+
+void StreamVerifier::dump_text(std::string_view text) {
+  std::string& out = *dump_;
+  if (dump_open_) {
+    out.push_back('>');
+    dump_open_ = false;
+  }
+  std::size_t i = 0;
+  while (i < text.size()) {
+    std::size_t run = i;
+    while (i < text.size() && text[i] != '<' && text[i] != '>' && text[i] != '&' && text[i] != '\r')
+      ++i;
+    out.append(text.data() + run, i - run);
+    if (i == text.size()) return;
+    switch (text[i]) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      default: out += "&#13;"; break;
+    }
+    ++i;
   }
 }
 
@@ -1037,7 +1163,7 @@ bool StreamVerifier::finish(VerifyReport* report) {
     r.signature_reason =
         d.embedded ? "verified standalone (<DTE> copied out with only xmlns=\"http://www.sii.cl/SiiDte\", as SII checks it)"
                    : "verified in place";
-    r.signing_time = d.field[kSignTime] == "\x01" ? d.field[kTmstFirma] : d.field[kSignTime];
+    r.signing_time = d.field[kSignTime];
     report_signature(out, r, "dte", subject, options_->check_cert_validity);
     if (!d.has_ted) return false;  // the DOM verifier reports the missing TED
     if (d.ted.has_dd && d.ted.has_caf) {
@@ -1063,6 +1189,15 @@ bool StreamVerifier::finish(VerifyReport* report) {
                          out.checks.end(),
                          [](const Check& c) { return c.status == CheckStatus::kFail; });
     out.documents.push_back(std::move(vd));
+  }
+  if (want_facts_ && envelope_) {
+    facts_.set_id = set_id_;
+    const SigRec& sig = sigs_[static_cast<std::size_t>(envelope_sig_)];
+    // SignedInfo/Reference/DigestValue, checked present by check_signature.
+    const SigNode& si = sig.nodes[static_cast<std::size_t>(sig.nodes[0].kids[0])];
+    const SigNode& ref = sig.nodes[static_cast<std::size_t>(si.kids[2])];
+    facts_.digest = sig.nodes[static_cast<std::size_t>(ref.kids[1])].text;
+    facts_.complete = facts_ok_ && facts_.dte_xml.size() == set_dtes_.size();
   }
   *report = std::move(out);
   return true;
@@ -1156,16 +1291,18 @@ bool StreamVerifier::run(std::string_view bytes, VerifyReport* report) {
 
 }  // namespace
 
-bool stream_verify(std::string_view bytes, const VerifyOptions& options, VerifyReport* report) {
+bool stream_verify(std::string_view bytes, const VerifyOptions& options, VerifyReport* report,
+                   EnvelopeFacts* facts) {
   try {
-    thread_local StreamVerifier v;
+    thread_local StreamVerifier kept;
+    StreamVerifier once;
+    // A large envelope's buffers are not worth keeping for the next document.
+    StreamVerifier& v = bytes.size() > (1u << 20) ? once : kept;
     v.reset(options);
-    if (bytes.size() > (1u << 20)) {  // a large envelope: its buffers are not worth keeping
-      StreamVerifier once;
-      once.reset(options);
-      return once.run(bytes, report);
-    }
-    return v.run(bytes, report);
+    if (facts) v.want_facts();
+    const bool ok = v.run(bytes, report);
+    if (ok && facts) *facts = std::move(v.facts());
+    return ok;
   } catch (const std::exception&) {
     return false;  // the DOM verifier reports it
   }

@@ -221,3 +221,58 @@ TEST(VerifyStream, SharedSamplesGetTheDomReport) {
   }
   EXPECT_GT(files, 10);
 }
+
+// Reception reads its facts from the same pass: they must be what the DOM gives (the Caratula's
+// texts, the envelope's DigestValue, each DTE as serialize_node writes it).
+TEST(VerifyStream, EnvelopeFactsAreWhatTheDomReads) {
+  std::vector<std::string> dtes{sign(33, 81), sign(61, 82), sign(110, 83), sign(52, 84)};
+  for (bool edited : {false, true}) {
+    std::string envio = build_envelope(dtes, caratula(), cert(), false);
+    if (edited) {
+      // Text the serialiser escapes or keeps (entities, a CR, Latin-1), outside signed parts.
+      replace_first(envio, "<RutEnvia>", "<!-- x --><RutEnvia>");
+    }
+    detail::EnvelopeFacts facts;
+    VerifyReport report;
+    ASSERT_TRUE(detail::stream_verify(envio, options(true), &report, &facts));
+    EXPECT_EQ(facts.complete, true);
+    XmlDocPtr doc = parse_xml(envio);
+    xmlNode* root = xmlDocGetRootElement(doc.get());
+    xmlNode* set = child(root, "SetDTE");
+    xmlNode* car = child(set, "Caratula");
+    EXPECT_EQ(facts.set_id, "SetDoc");
+    EXPECT_EQ(facts.rut_emisor, text_at(car, "RutEmisor"));
+    EXPECT_EQ(facts.rut_envia, text_at(car, "RutEnvia"));
+    EXPECT_EQ(facts.rut_receptor, text_at(car, "RutReceptor"));
+    EXPECT_EQ(facts.tmst_firma_env, text_at(car, "TmstFirmaEnv"));
+    EXPECT_EQ(facts.digest, text_at(child(root, "Signature"), "SignedInfo/Reference/DigestValue"));
+    std::vector<xmlNode*> nodes = children(set, "DTE");
+    ASSERT_EQ(facts.dte_xml.size(), nodes.size());
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      EXPECT_EQ(facts.dte_xml[i], serialize_node(nodes[i])) << i;
+  }
+  // Inside a DTE, a comment (kept by the serialiser) leaves the facts to the DOM.
+  std::string with_comment = build_envelope(dtes, caratula(), cert(), false);
+  replace_first(with_comment, "<Encabezado>", "<Encabezado><!-- c -->");
+  detail::EnvelopeFacts facts;
+  VerifyReport report;
+  if (detail::stream_verify(with_comment, options(true), &report, &facts)) {
+    EXPECT_FALSE(facts.complete);
+  }
+}
+
+// Text with every character the two writers treat specially, in a DTE's signed content.
+TEST(VerifyStream, SerialisedDteWithSpecialText) {
+  json input = json::parse(example_input(33, 91));
+  input["Encabezado"]["Receptor"]["RznSocRecep"] = "A & B <C> \"D\" 'E' Ñandú";
+  SignedDte s = sign_document(input.dump(), caf_for(33), cert(), sign_options());
+  std::string envio = build_envelope({s.xml}, caratula(), cert(), false);
+  detail::EnvelopeFacts facts;
+  VerifyReport report;
+  ASSERT_TRUE(detail::stream_verify(envio, options(true), &report, &facts)) << dump(verify_document(envio, options(false)));
+  ASSERT_TRUE(facts.complete);
+  XmlDocPtr doc = parse_xml(envio);
+  xmlNode* set = child(xmlDocGetRootElement(doc.get()), "SetDTE");
+  EXPECT_EQ(facts.dte_xml.at(0), serialize_node(children(set, "DTE").at(0)));
+  EXPECT_TRUE(same_report(envio, "special text"));
+}
