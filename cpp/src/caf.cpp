@@ -32,42 +32,6 @@ using OsslParamPtr = std::unique_ptr<OSSL_PARAM, CDeleter<OSSL_PARAM_free>>;
 
 std::string local_name(const xmlNode* n) { return reinterpret_cast<const char*>(n->name); }
 
-// C14N escaping (what SII's and LibreDTE's DOM C14N write): text keeps quotes literal.
-// Each run of plain characters is copied with one append.
-void append_text_escaped(std::string& out, const char* s) {
-  for (;;) {
-    const char* run = s;
-    while (*s && *s != '&' && *s != '<' && *s != '>' && *s != '\r') ++s;
-    out.append(run, static_cast<std::size_t>(s - run));
-    switch (*s) {
-      case '\0': return;
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      default: out += "&#xD;"; break;
-    }
-    ++s;
-  }
-}
-
-void append_attr_escaped(std::string& out, const std::string& s) {
-  std::size_t i = 0;
-  for (;;) {
-    std::size_t stop = s.find_first_of("&<\"\t\n\r", i);
-    out.append(s, i, stop == std::string::npos ? std::string::npos : stop - i);
-    if (stop == std::string::npos) return;
-    switch (s[stop]) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\t': out += "&#x9;"; break;
-      case '\n': out += "&#xA;"; break;
-      default: out += "&#xD;"; break;
-    }
-    i = stop + 1;
-  }
-}
-
 void canonical_into(std::string& out, const xmlNode* node) {
   switch (node->type) {
     case XML_ELEMENT_NODE: {
@@ -87,7 +51,7 @@ void canonical_into(std::string& out, const xmlNode* node) {
         out.push_back(' ');
         out += name;
         out += "=\"";
-        append_attr_escaped(out, value);
+        append_c14n_attr(out, value);
         out.push_back('"');
       }
       out.push_back('>');
@@ -99,12 +63,12 @@ void canonical_into(std::string& out, const xmlNode* node) {
     }
     case XML_TEXT_NODE:
     case XML_CDATA_SECTION_NODE:
-      if (node->content) append_text_escaped(out, reinterpret_cast<const char*>(node->content));
+      if (node->content) append_c14n_text(out, reinterpret_cast<const char*>(node->content));
       break;
     case XML_ENTITY_REF_NODE: {
       // parse_xml refuses DTDs, so only predefined/character references could appear here.
       XmlCharPtr content(xmlNodeGetContent(node));
-      if (content) append_text_escaped(out, reinterpret_cast<const char*>(content.get()));
+      if (content) append_c14n_text(out, reinterpret_cast<const char*>(content.get()));
       break;
     }
     default:

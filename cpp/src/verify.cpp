@@ -128,6 +128,8 @@ struct SignatureResult : detail::SignatureResult {
   xmlNode* target = nullptr;
 };
 using detail::certificate_from_base64;
+using detail::strict_base64;
+using detail::number_or_zero;
 
 SignerKeys read_keys(const xmlNode* sig) {
   SignerKeys k;
@@ -274,26 +276,6 @@ bool has_element_child(const xmlNode* n) { return next_element(n->children) != n
 // Exactly the algorithm, with no parameters (child elements) that xmlsec would read.
 bool is_algorithm(const xmlNode* n, std::string_view local, const char* uri) {
   return is_element(n, local, kDsigNs) && !has_element_child(n) && attr(n, "Algorithm") == uri;
-}
-
-// Base64 as xmlsec reads it: alphabet and whitespace only, padding only at the end.
-bool strict_base64(const std::string& text, std::string* out) {
-  bool padding = false;
-  for (char c : text) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    if (c == '=') {
-      padding = true;
-      continue;
-    }
-    if (padding || !(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'))
-      return false;
-  }
-  try {
-    *out = base64_decode(text);
-  } catch (const DteError&) {
-    return false;
-  }
-  return !out->empty();
 }
 
 bool fast_verify(xmlNode* sig, EVP_PKEY* key) {
@@ -520,14 +502,6 @@ SignatureResult check_signature(xmlDoc* doc, xmlNode* sig, bool allow_standalone
   return r;
 }
 
-long long to_number(const std::string& s) {
-  try {
-    return s.empty() ? 0 : std::stoll(s);
-  } catch (...) {
-    return 0;
-  }
-}
-
 xmlNode* dte_documento(const xmlNode* dte) {
   for (xmlNode* c = dte->children; c; c = c->next)
     if (is_element(c, "Documento") || is_element(c, "Exportaciones") ||
@@ -543,19 +517,15 @@ void check_dte(VerifyReport& report, xmlDoc* doc, xmlNode* dte, const VerifyOpti
   std::string subject;
   if (documento) {
     vd.id = attr(documento, "ID");
-    vd.doc_type = static_cast<int>(to_number(text_at(documento, "Encabezado/IdDoc/TipoDTE")));
-    vd.folio = to_number(text_at(documento, "Encabezado/IdDoc/Folio"));
+    vd.doc_type = static_cast<int>(number_or_zero(text_at(documento, "Encabezado/IdDoc/TipoDTE")));
+    vd.folio = number_or_zero(text_at(documento, "Encabezado/IdDoc/Folio"));
     vd.issuer_rut = text_at(documento, "Encabezado/Emisor/RUTEmisor");
     vd.receiver_rut = text_at(documento, "Encabezado/Receptor/RUTRecep");
     vd.issue_date = text_at(documento, "Encabezado/IdDoc/FchEmis");
-    vd.total = to_number(text_at(documento, "Encabezado/Totales/MntTotal"));
+    vd.total = number_or_zero(text_at(documento, "Encabezado/Totales/MntTotal"));
     vd.signed_at = text_at(documento, "TmstFirma");
   }
-  if (vd.doc_type || vd.folio) {
-    subject = "T" + std::to_string(vd.doc_type) + "F" + std::to_string(vd.folio);
-  } else {
-    subject = vd.id.empty() ? std::string("DTE") : vd.id;
-  }
+  subject = detail::dte_subject(vd.doc_type, vd.folio, vd.id);
   const std::size_t first_check = report.checks.size();
   if (!documento) {
     add(report, "dte.signature", subject, CheckStatus::kFail, "DTE has no Documento");
@@ -573,20 +543,10 @@ void check_dte(VerifyReport& report, xmlDoc* doc, xmlNode* dte, const VerifyOpti
     if (!ted) {
       add(report, "ted.frmt", subject, CheckStatus::kFail, "Documento has no TED");
     } else {
-      try {
-        for (Check& c : verify_ted(ted, documento, keyring, subject))
-          report.checks.push_back(std::move(c));
-      } catch (const DteError& e) {
-        for (const char* name : {"ted.frmt", "ted.caf", "ted.consistency"})
-          add(report, name, subject, CheckStatus::kSkip,
-              std::string("TED check unavailable: ") + e.what());
-      }
+      detail::report_ted(report, subject, [&] { return verify_ted(ted, documento, keyring, subject); });
     }
   }
-  vd.ok = std::none_of(report.checks.begin() + static_cast<std::ptrdiff_t>(first_check),
-                       report.checks.end(),
-                       [](const Check& c) { return c.status == CheckStatus::kFail; });
-  report.documents.push_back(std::move(vd));
+  detail::add_document(report, std::move(vd), first_check);
 }
 
 void check_subtotals(VerifyReport& report, xmlNode* root) {
@@ -595,10 +555,10 @@ void check_subtotals(VerifyReport& report, xmlNode* root) {
   if (!caratula) return;
   std::map<int, long long> declared, found;
   for (xmlNode* st : children(caratula, "SubTotDTE"))
-    declared[static_cast<int>(to_number(text_at(st, "TpoDTE")))] += to_number(text_at(st, "NroDTE"));
+    declared[static_cast<int>(number_or_zero(text_at(st, "TpoDTE")))] += number_or_zero(text_at(st, "NroDTE"));
   for (xmlNode* dte : children(set, "DTE")) {
     xmlNode* d = dte_documento(dte);
-    if (d) ++found[static_cast<int>(to_number(text_at(d, "Encabezado/IdDoc/TipoDTE")))];
+    if (d) ++found[static_cast<int>(number_or_zero(text_at(d, "Encabezado/IdDoc/TipoDTE")))];
   }
   std::string subject = attr(set, "ID").empty() ? "SetDTE" : attr(set, "ID");
   if (declared == found) {
@@ -765,6 +725,57 @@ namespace detail {
 void add_check(VerifyReport& report, std::string name, std::string subject, CheckStatus status,
                std::string reason) {
   report.checks.push_back(Check{std::move(name), std::move(subject), status, std::move(reason)});
+}
+
+long long number_or_zero(const std::string& s) {
+  try {
+    return s.empty() ? 0 : std::stoll(s);
+  } catch (...) {
+    return 0;
+  }
+}
+
+// Base64 as xmlsec reads it: alphabet and whitespace only, padding only at the end.
+bool strict_base64(const std::string& text, std::string* out) {
+  bool padding = false;
+  for (char c : text) {
+    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+    if (c == '=') {
+      padding = true;
+      continue;
+    }
+    if (padding || !(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/'))
+      return false;
+  }
+  try {
+    *out = base64_decode(text);
+  } catch (const DteError&) {
+    return false;
+  }
+  return !out->empty();
+}
+
+std::string dte_subject(int doc_type, long long folio, const std::string& id) {
+  if (doc_type || folio) return "T" + std::to_string(doc_type) + "F" + std::to_string(folio);
+  return id.empty() ? std::string("DTE") : id;
+}
+
+void report_ted(VerifyReport& report, const std::string& subject,
+                const std::function<std::vector<Check>()>& checks) {
+  try {
+    for (Check& c : checks()) report.checks.push_back(std::move(c));
+  } catch (const DteError& e) {
+    for (const char* name : {"ted.frmt", "ted.caf", "ted.consistency"})
+      add_check(report, name, subject, CheckStatus::kSkip,
+                std::string("TED check unavailable: ") + e.what());
+  }
+}
+
+void add_document(VerifyReport& report, VerifiedDocument vd, std::size_t first_check) {
+  vd.ok = std::none_of(report.checks.begin() + static_cast<std::ptrdiff_t>(first_check),
+                       report.checks.end(),
+                       [](const Check& c) { return c.status == CheckStatus::kFail; });
+  report.documents.push_back(std::move(vd));
 }
 
 std::shared_ptr<EVP_PKEY> key_from_texts(const std::string& modulus, const std::string& exponent,

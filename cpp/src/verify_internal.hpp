@@ -3,6 +3,7 @@
 #pragma once
 #include <openssl/evp.h>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +71,22 @@ void report_signature(VerifyReport& report, const SignatureResult& r, const std:
 
 void add_check(VerifyReport& report, std::string name, std::string subject, CheckStatus status,
                std::string reason = {});
+
+// A DTE field as a number the way the verifier reads it: 0 when empty or unreadable.
+long long number_or_zero(const std::string& s);
+
+// Base64 as xmlsec reads it: alphabet and whitespace only, padding only at the end; non-empty.
+bool strict_base64(const std::string& text, std::string* out);
+
+// "T33F12" (or the Documento ID, or "DTE"): how a DTE's checks are named.
+std::string dte_subject(int doc_type, long long folio, const std::string& id);
+
+// ted.frmt/ted.caf/ted.consistency from `checks`, or three skips when it throws DteError.
+void report_ted(VerifyReport& report, const std::string& subject,
+                const std::function<std::vector<Check>()>& checks);
+
+// Appends the document, ok when none of the checks from `first_check` on failed.
+void add_document(VerifyReport& report, VerifiedDocument vd, std::size_t first_check);
 
 // The report of a document in SII's common shapes (a DTE, an EnvioDTE or EnvioBOLETA whose
 // signatures all verify) from one streaming pass: no tree is built. False, with `report` left

@@ -23,7 +23,6 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -53,51 +52,6 @@ std::string_view sv(const xmlChar* s) {
 
 bool starts_with(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && s.substr(0, p.size()) == p;
-}
-
-// Bytes C14N escapes in text (1) and in attribute values (2).
-constexpr auto kEscapes = [] {
-  std::array<unsigned char, 256> t{};
-  for (unsigned char c : {'&', '<', '>', '\r'}) t[c] |= 1;
-  for (unsigned char c : {'&', '<', '"', '\t', '\n', '\r'}) t[c] |= 2;
-  return t;
-}();
-
-// C14N text and attribute escaping; runs of plain characters are copied at once.
-void escape_text(std::string& out, std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    std::size_t run = i;
-    while (i < s.size() && !(kEscapes[static_cast<unsigned char>(s[i])] & 1)) ++i;
-    out.append(s.data() + run, i - run);
-    if (i == s.size()) return;
-    switch (s[i]) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      default: out += "&#xD;"; break;
-    }
-    ++i;
-  }
-}
-
-void escape_attr(std::string& out, std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    std::size_t run = i;
-    while (i < s.size() && !(kEscapes[static_cast<unsigned char>(s[i])] & 2)) ++i;
-    out.append(s.data() + run, i - run);
-    if (i == s.size()) return;
-    switch (s[i]) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\t': out += "&#x9;"; break;
-      case '\n': out += "&#xA;"; break;
-      default: out += "&#xD;"; break;
-    }
-    ++i;
-  }
 }
 
 struct Ns {
@@ -394,7 +348,7 @@ void StreamVerifier::start_tag(std::string& out, const Frame& f, const std::vect
       out.append(n.prefix);
       out += "=\"";
     }
-    escape_attr(out, n.uri);
+    append_c14n_attr(out, n.uri);
     out.push_back('"');
   }
   for (const Attr& a : attrs_) {
@@ -405,7 +359,7 @@ void StreamVerifier::start_tag(std::string& out, const Frame& f, const std::vect
     }
     out.append(a.local);
     out += "=\"";
-    escape_attr(out, a.value);
+    append_c14n_attr(out, a.value);
     out.push_back('"');
   }
   out.push_back('>');
@@ -873,7 +827,7 @@ void StreamVerifier::start(const xmlChar* local_c, const xmlChar* prefix_c, cons
       out.push_back(' ');
       out += name;
       out += "=\"";
-      escape_attr(out, *value);
+      append_c14n_attr(out, *value);
       out.push_back('"');
     }
     out.push_back('>');
@@ -923,13 +877,13 @@ void StreamVerifier::end() {
 void StreamVerifier::chars(const xmlChar* ch, int len) {
   if (declined_ || frames_.empty()) return;
   std::string_view text(reinterpret_cast<const char*>(ch), static_cast<std::size_t>(len));
-  escape_text(canon_, text);
+  append_c14n_text(canon_, text);
   Frame& f = frames_.back();
   if (f.text) f.text->append(text);
   if (f.text2) f.text2->append(text);
   if (dumping_) dump_text(text);
   if (f.role == kDd || f.role == kInDd) {
-    escape_text(dtes_.back().dd_canon, text);
+    append_c14n_text(dtes_.back().dd_canon, text);
     // node_text of the DD fields is their whole text; text of an element below a field is
     // refused by child_role (kLeaf has no children), so appending here is exact.
   }
@@ -962,25 +916,6 @@ void StreamVerifier::dump_text(std::string_view text) {
 }
 
 // ---------------------------------------------------------------------------------- checks
-
-bool strict_b64(const std::string& text, std::string* out) {
-  bool padding = false;
-  for (char c : text) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    if (c == '=') {
-      padding = true;
-      continue;
-    }
-    const bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-    if (padding || !(alnum || c == '+' || c == '/')) return false;
-  }
-  try {
-    *out = base64_decode(text);
-  } catch (const DteError&) {
-    return false;
-  }
-  return !out->empty();
-}
 
 bool StreamVerifier::digest_ok(const Apex& a, bool standalone, const std::string& expected) const {
   const std::string& tag = standalone ? a.tag_standalone : a.tag_in_place;
@@ -1080,7 +1015,7 @@ bool StreamVerifier::check_signature(const SigRec& s, const std::string& target_
     return false;
 
   std::string expected_digest, signature;
-  if (!strict_b64(dv.text, &expected_digest) || !strict_b64(sv_node.text, &signature)) return false;
+  if (!strict_base64(dv.text, &expected_digest) || !strict_base64(sv_node.text, &signature)) return false;
   const Apex& target = apexes_[static_cast<std::size_t>(target_apex)];
   if (s.signed_info_apex < 0) return false;
   const Apex& signed_info = apexes_[static_cast<std::size_t>(s.signed_info_apex)];
@@ -1093,14 +1028,6 @@ bool StreamVerifier::check_signature(const SigRec& s, const std::string& target_
   return true;
 }
 
-long long to_number(const std::string& s) {
-  try {
-    return s.empty() ? 0 : std::stoll(s);
-  } catch (...) {
-    return 0;
-  }
-}
-
 bool StreamVerifier::finish(VerifyReport* report) {
   VerifyReport out;
   out.kind = root_;
@@ -1110,7 +1037,7 @@ bool StreamVerifier::finish(VerifyReport* report) {
   } else {
     // A lone boleta is checked by the DOM verifier inside a synthesised envelope.
     if (!envelope_ && !dtes_.empty()) {
-      const long long type = to_number(dtes_.front().field[kTipo]);
+      const long long type = number_or_zero(dtes_.front().field[kTipo]);
       if (type == 39 || type == 41 || type == 0) return false;
     }
     add_check(out, "schema", schema_file_, CheckStatus::kPass);
@@ -1129,10 +1056,10 @@ bool StreamVerifier::finish(VerifyReport* report) {
     if (has_caratula_) {
       std::map<int, long long> declared, found;
       for (const auto& [tpo, nro] : subtots_)
-        declared[static_cast<int>(to_number(tpo))] += to_number(nro);
+        declared[static_cast<int>(number_or_zero(tpo))] += number_or_zero(nro);
       for (int i : set_dtes_) {
         const DteRec& d = dtes_[static_cast<std::size_t>(i)];
-        if (d.doc_count) ++found[static_cast<int>(to_number(d.field[kTipo]))];
+        if (d.doc_count) ++found[static_cast<int>(number_or_zero(d.field[kTipo]))];
       }
       if (declared != found) return false;  // the DOM verifier explains the difference
       add_check(out, "envelope.subtotals", set_id_, CheckStatus::kPass);
@@ -1143,19 +1070,14 @@ bool StreamVerifier::finish(VerifyReport* report) {
     if (d.doc_count != 1 || d.sig_count != 1 || d.sig < 0 || d.doc_apex < 0) return false;
     VerifiedDocument vd;
     vd.id = d.id;
-    vd.doc_type = static_cast<int>(to_number(d.field[kTipo]));
-    vd.folio = to_number(d.field[kFolio]);
+    vd.doc_type = static_cast<int>(number_or_zero(d.field[kTipo]));
+    vd.folio = number_or_zero(d.field[kFolio]);
     vd.issuer_rut = d.field[kRutEmisor];
     vd.receiver_rut = d.field[kRutRecep];
     vd.issue_date = d.field[kFchEmis];
-    vd.total = to_number(d.field[kMntTotal]);
+    vd.total = number_or_zero(d.field[kMntTotal]);
     vd.signed_at = d.field[kTmstFirma];
-    std::string subject;
-    if (vd.doc_type || vd.folio) {
-      subject = "T" + std::to_string(vd.doc_type) + "F" + std::to_string(vd.folio);
-    } else {
-      subject = vd.id.empty() ? std::string("DTE") : vd.id;
-    }
+    const std::string subject = dte_subject(vd.doc_type, vd.folio, vd.id);
     const std::size_t first_check = out.checks.size();
     SignatureResult r;
     if (!check_signature(sigs_[static_cast<std::size_t>(d.sig)], d.id, d.doc_apex, d.embedded, &r))
@@ -1178,17 +1100,8 @@ bool StreamVerifier::finish(VerifyReport* report) {
     d.ted.doc[4] = d.field[kRutRecep];
     d.ted.doc[5] = d.field[kMntTotal];
     d.ted.has_receiver = d.has_field[kRutRecep];
-    try {
-      for (Check& c : verify_ted_parts(d.ted, keyring, subject)) out.checks.push_back(std::move(c));
-    } catch (const DteError& e) {
-      for (const char* name : {"ted.frmt", "ted.caf", "ted.consistency"})
-        add_check(out, name, subject, CheckStatus::kSkip,
-                  std::string("TED check unavailable: ") + e.what());
-    }
-    vd.ok = std::none_of(out.checks.begin() + static_cast<std::ptrdiff_t>(first_check),
-                         out.checks.end(),
-                         [](const Check& c) { return c.status == CheckStatus::kFail; });
-    out.documents.push_back(std::move(vd));
+    report_ted(out, subject, [&] { return verify_ted_parts(d.ted, keyring, subject); });
+    add_document(out, std::move(vd), first_check);
   }
   if (want_facts_ && envelope_) {
     facts_.set_id = set_id_;

@@ -5,6 +5,7 @@
 #include <libxml/xmlsave.h>
 #include <openssl/evp.h>
 
+#include <array>
 #include <cstdlib>
 #include <ctime>
 #include <mutex>
@@ -254,6 +255,42 @@ std::string flatten_xml(std::string_view xml) {
   }
   return out;
 }
+
+namespace {
+
+// Bytes C14N escapes in text (bit 1) and in attribute values (bit 2).
+constexpr auto kC14nEscapes = [] {
+  std::array<unsigned char, 256> t{};
+  for (unsigned char c : {'&', '<', '>', '\r'}) t[c] |= 1;
+  for (unsigned char c : {'&', '<', '"', '\t', '\n', '\r'}) t[c] |= 2;
+  return t;
+}();
+
+template <unsigned char kBit>
+void append_c14n(std::string& out, std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    std::size_t run = i;
+    while (i < s.size() && !(kC14nEscapes[static_cast<unsigned char>(s[i])] & kBit)) ++i;
+    out.append(s.data() + run, i - run);
+    if (i == s.size()) return;
+    switch (s[i]) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\t': out += "&#x9;"; break;
+      case '\n': out += "&#xA;"; break;
+      default: out += "&#xD;"; break;
+    }
+    ++i;
+  }
+}
+
+}  // namespace
+
+void append_c14n_text(std::string& out, std::string_view text) { append_c14n<1>(out, text); }
+void append_c14n_attr(std::string& out, std::string_view value) { append_c14n<2>(out, value); }
 
 std::string escape_text(std::string_view text) {
   std::string out;

@@ -55,6 +55,11 @@ std::string flatten_xml(std::string_view xml);
 // Escapes & < > " ' for element text (SII's table).
 std::string escape_text(std::string_view text);
 
+// Appends text / an attribute value as Canonical XML writes it (C14N 1.0: text escapes & < > and
+// CR; attribute values & < " TAB LF CR), plain runs copied at once.
+void append_c14n_text(std::string& out, std::string_view text);
+void append_c14n_attr(std::string& out, std::string_view value);
+
 // Text content of an element (UTF-8), "" when null.
 std::string node_text(const xmlNode* node);
 
