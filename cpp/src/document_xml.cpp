@@ -1,9 +1,14 @@
 // Normalised document -> unsigned <DTE><Documento> in XSD sequence order.
 #include <libxml/tree.h>
 
+#include <optional>
+
+#include <cstring>
+
 #include "document_internal.hpp"
 #include "dte/errors.hpp"
 #include "dte/xml.hpp"
+#include "sign_fast.hpp"
 
 namespace dte {
 namespace {
@@ -72,9 +77,205 @@ void emit_group(xmlNode* el, xmlNs* ns, const Node& node, const json& obj,
   }
 }
 
+// The same walk written straight to text for the signing fast path (sign_fast.hpp): the
+// canonical form of what build_document_xml's tree becomes once serialised with formatting and
+// parsed back. It declines (returns false) wherever emit_group/emit_leaf would throw, so that the
+// DOM path reports the error with its message; it builds no error paths on the way.
+class TextWalk {
+ public:
+  explicit TextWalk(detail::DocumentText* out) : out_(out->c14n), texts_(out->ted_texts) {}
+
+  bool group(const Node& node, const json& obj, int level, unsigned mask) {
+    if (!obj.is_object()) return false;
+    unsigned claimed = 0;
+    bool any = false;
+    auto value = [&](const Node& c, const json& v) {
+      if (!v.is_array()) return one(c, v, level + 1, mask, claimed, any);
+      if (!c.repeats()) return false;
+      for (const json& item : v)
+        if (!one(c, item, level + 1, mask, claimed, any)) return false;
+      return true;
+    };
+    // normalize() writes each object's keys in schema order: then one merge of the two lists
+    // finds every key (and shows none is unknown) instead of a search per schema element.
+    if (in_schema_order(node, obj)) {
+      auto it = obj.begin();
+      for (const Node& c : node.children) {
+        if (it == obj.end()) break;
+        if (it.key() != c.name) continue;
+        if (!value(c, it.value())) return false;
+        ++it;
+      }
+    } else {
+      for (auto it = obj.begin(); it != obj.end(); ++it)
+        if (!node.find(it.key())) return false;
+      for (const Node& c : node.children) {
+        auto it = obj.find(c.name);
+        if (it != obj.end() && !value(c, *it)) return false;
+      }
+    }
+    if (any) close_indent(level);
+    return true;
+  }
+
+  bool ok() const { return !bad_; }
+
+ private:
+  // `mask`: the TED paths whose prefix so far is the first element of its name at each level
+  // (what find_path follows); `claimed`: the paths that a child of this element already took.
+  bool one(const Node& c, const json& v, int level, unsigned mask, unsigned& claimed, bool& any) {
+    std::string text;
+    if (c.kind != Kind::kGroup) {
+      if (v.is_null()) return true;
+      if (v.is_object() || v.is_array()) return false;
+      if (c.kind == Kind::kInt || c.kind == Kind::kDec) {
+        auto n = detail::as_number(v);
+        if (!n) return false;
+        if (c.positive && c.min == 0 && *n == 0) return true;
+        // A whole number well inside long double's exact range formats as itself at any
+        // number of fraction digits: format_number's rounding and printf are skipped.
+        if (v.is_number_integer() && *n > -1e12L && *n < 1e12L)
+          text = std::to_string(v.get<long long>());
+        else
+          text = detail::format_number(*n, c.kind == Kind::kInt ? 0 : (c.frac > 0 ? c.frac : 4));
+      } else if (const std::string* plain = plain_text(v, c)) {
+        if (plain->empty() && c.min == 0) return true;
+        return leaf(c, *plain, level, mask, claimed, any);
+      } else {
+        text = detail::latin1_safe_text(detail::scalar_text(v, c), c.max_len);
+        if (text.empty() && c.min == 0) return true;
+      }
+      return leaf(c, text, level, mask, claimed, any);
+    }
+    const unsigned mine = take(c.name, level, mask, claimed);
+    any = true;
+    open_indent(level);
+    out_.push_back('<');
+    out_ += c.name;
+    out_.push_back('>');
+    for (unsigned p = 0; p < detail::kTedPaths.size(); ++p)
+      if ((mine >> p) & 1U && last_component(p, level)) bad_ = true;  // a group's text: unusual
+    if (!group(c, v, level, mine)) return false;
+    out_ += "</";
+    out_ += c.name;
+    out_.push_back('>');
+    return true;
+  }
+
+  bool leaf(const Node& c, const std::string& text, int level, unsigned mask, unsigned& claimed,
+            bool& any) {
+    const unsigned mine = take(c.name, level, mask, claimed);
+    any = true;
+    open_indent(level);
+    out_.push_back('<');
+    out_ += c.name;
+    out_.push_back('>');
+    for (unsigned p = 0; p < detail::kTedPaths.size(); ++p)
+      if ((mine >> p) & 1U && last_component(p, level)) texts_[p] = text;
+    escape(text);
+    out_ += "</";
+    out_ += c.name;
+    out_.push_back('>');
+    return true;
+  }
+
+  // A JSON string that latin1_safe_text would return unchanged (printable ASCII, within the
+  // length limit), to be written without copies; nullptr otherwise.
+  static const std::string* plain_text(const json& v, const Node& c) {
+    if (!v.is_string()) return nullptr;
+    const std::string& s = v.get_ref<const std::string&>();
+    if (c.max_len > 0 && s.size() > static_cast<std::size_t>(c.max_len)) return nullptr;
+    for (char ch : s) {
+      const unsigned char u = static_cast<unsigned char>(ch);
+      if (u >= 0x80 || (u < 0x20 && u != '\n' && u != '\t')) return nullptr;
+    }
+    return &s;
+  }
+
+  static bool in_schema_order(const Node& node, const json& obj) {
+    auto it = obj.begin();
+    for (const Node& c : node.children) {
+      if (it == obj.end()) return true;
+      if (it.key() == c.name) ++it;
+    }
+    return it == obj.end();
+  }
+
+  // Paths in `mask` whose component at `level` is `name` and not yet taken by a sibling.
+  unsigned take(const char* name, int level, unsigned mask, unsigned& claimed) {
+    unsigned mine = 0;
+    for (unsigned p = 0; p < detail::kTedPaths.size(); ++p) {
+      if (!((mask >> p) & 1U) || ((claimed >> p) & 1U)) continue;
+      if (component(p, level) == name) {
+        mine |= 1U << p;
+        claimed |= 1U << p;
+      }
+    }
+    return mine;
+  }
+
+  // Components of a TED path; level 2 is the first (Documento is level 1).
+  static std::string_view component(unsigned p, int level) {
+    std::string_view path = detail::kTedPaths[p];
+    for (int l = 2; l < level; ++l) {
+      auto slash = path.find('/');
+      if (slash == std::string_view::npos) return {};
+      path.remove_prefix(slash + 1);
+    }
+    return path.substr(0, path.find('/'));
+  }
+  static bool last_component(unsigned p, int level) {
+    return component(p, level + 1).empty();
+  }
+
+  void open_indent(int level) {
+    out_.push_back('\n');
+    out_.append(static_cast<std::size_t>(2 * level), ' ');
+  }
+  void close_indent(int level) { open_indent(level); }
+
+  // C14N text escaping; libxml2's serialiser escapes the same characters the same way, except
+  // CR (which latin1_safe removed).
+  void escape(const std::string& s) {
+    const char* p = s.c_str();
+    for (;;) {
+      const char* run = p;
+      while (*p && *p != '&' && *p != '<' && *p != '>' && *p != '\r') ++p;
+      out_.append(run, static_cast<std::size_t>(p - run));
+      switch (*p) {
+        case '\0': return;
+        case '&': out_ += "&amp;"; break;
+        case '<': out_ += "&lt;"; break;
+        case '>': out_ += "&gt;"; break;
+        default: bad_ = true; return;
+      }
+      ++p;
+    }
+  }
+
+  std::string& out_;
+  detail::TedTexts& texts_;
+  bool bad_ = false;
+};
+
 }  // namespace
 
 namespace detail {
+
+std::optional<DocumentText> document_text(const json& normalized) {
+  const int tipo = doc_type_of(normalized);
+  if (!is_supported_type(tipo)) return std::nullopt;
+  DocumentText out;
+  out.c14n.reserve(8192);
+  TextWalk walk(&out);
+  const unsigned all = (1U << kTedPaths.size()) - 1;
+  if (!walk.group(detail::schema_for(tipo), normalized, 1, all) || !walk.ok()) return std::nullopt;
+  // The caller appends TED and TmstFirma, then closes the Documento itself.
+  if (out.c14n.size() >= 3 && out.c14n.compare(out.c14n.size() - 3, 3, "\n  ") == 0)
+    out.c14n.resize(out.c14n.size() - 3);
+  return out;
+}
+
 std::string latin1_safe_text(const std::string& text, int max_len) {
   std::string safe = latin1_safe(text);
   if (max_len > 0) safe = truncate_chars(safe, static_cast<std::size_t>(max_len));

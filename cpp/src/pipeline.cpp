@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <algorithm>
+#include <optional>
 
 #include "dte/document.hpp"
 #include "dte/errors.hpp"
@@ -11,6 +12,7 @@
 #include "dte/signer.hpp"
 #include "dte/ted.hpp"
 #include "dte/xml.hpp"
+#include "sign_fast.hpp"
 
 namespace dte {
 namespace {
@@ -84,25 +86,38 @@ xmlNode* document_element(xmlNode* root) {
   return nullptr;
 }
 
-SignedDte sign_normalized(const json& normalized, const Caf& caf, const Certificate& cert,
-                          const SignOptions& options, const std::string& doc_id) {
+// What every signature needs checked first, whichever path then writes the document.
+struct Prepared {
+  std::vector<Finding> warnings;
+  int type = 0;
+  long long folio = 0;
+  std::string timestamp;
+};
+
+Prepared prepare(const json& normalized, const Caf& caf, const Certificate& cert,
+                 const SignOptions& options) {
   std::vector<Finding> findings = check_rules(normalized, rule_context(&caf, options));
   std::vector<Finding> errors;
-  std::vector<Finding> warnings;
-  for (auto& f : findings) (f.severity == Sev::kError ? errors : warnings).push_back(f);
+  Prepared p;
+  for (auto& f : findings) (f.severity == Sev::kError ? errors : p.warnings).push_back(f);
   if (!errors.empty()) throw DocumentError("rules.failed", describe(errors));
 
-  const int type = doc_type_of(normalized);
-  const long long folio = folio_of(normalized);
-  caf.check_fits(issuer_of(normalized), type, folio, options.today);
+  p.type = doc_type_of(normalized);
+  p.folio = folio_of(normalized);
+  caf.check_fits(issuer_of(normalized), p.type, p.folio, options.today);
   verify_caf(caf, options);
 
-  const std::string timestamp = options.timestamp.empty() ? now_timestamp() : options.timestamp;
+  p.timestamp = options.timestamp.empty() ? now_timestamp() : options.timestamp;
   if (!cert.has_private_key()) {
     throw CertificateError("cert.no_private_key", "the certificate has no private key to sign with");
   }
-  if (options.check_certificate_validity) cert.check_valid_at(timestamp);
+  if (options.check_certificate_validity) cert.check_valid_at(p.timestamp);
+  return p;
+}
 
+SignedDte build_via_dom(const json& normalized, const Caf& caf, const Certificate& cert,
+                        Prepared prepared, const std::string& doc_id) {
+  const std::string& timestamp = prepared.timestamp;
   XmlDocPtr built = build_document_xml(normalized, doc_id);
   xmlNode* documento = document_element(xmlDocGetRootElement(built.get()));
   if (!documento) throw DocumentError("document.no_documento", "the built DTE has no Documento");
@@ -125,15 +140,27 @@ SignedDte sign_normalized(const json& normalized, const Caf& caf, const Certific
   out.id = reinterpret_cast<const char*>(id.get());
   append_signature(doc.get(), root, out.id, cert);
   out.xml = serialize(doc.get(), "ISO-8859-1", /*format=*/false);
-  out.doc_type = type;
-  out.folio = folio;
+  out.doc_type = prepared.type;
+  out.folio = prepared.folio;
   out.total = std::llround(std::strtod(ted_data.mnt.c_str(), nullptr));  // exports: rounded
   out.issuer_rut = ted_data.re;
   out.receiver_rut = ted_data.rr;
   out.issue_date = ted_data.fe;
   out.ted_xml = std::move(ted);
-  out.warnings = std::move(warnings);
+  out.warnings = std::move(prepared.warnings);
   return out;
+}
+
+SignedDte sign_normalized(const json& normalized, const Caf& caf, const Certificate& cert,
+                          const SignOptions& options, const std::string& doc_id) {
+  Prepared prepared = prepare(normalized, caf, cert, options);
+  // The direct text path gives the DOM path's bytes; what it declines goes the DOM way.
+  if (std::optional<SignedDte> fast =
+          detail::sign_fast(normalized, caf, cert, prepared.timestamp, doc_id)) {
+    fast->warnings = std::move(prepared.warnings);
+    return std::move(*fast);
+  }
+  return build_via_dom(normalized, caf, cert, std::move(prepared), doc_id);
 }
 
 const Caf* pick_caf(const std::vector<const Caf*>& cafs, const json& normalized, int type,
@@ -152,6 +179,11 @@ const Caf* pick_caf(const std::vector<const Caf*>& cafs, const json& normalized,
 }
 
 }  // namespace
+
+SignedDte detail::sign_via_dom(const json& normalized, const Caf& caf, const Certificate& cert,
+                               const SignOptions& options, const std::string& doc_id) {
+  return build_via_dom(normalized, caf, cert, prepare(normalized, caf, cert, options), doc_id);
+}
 
 std::vector<Finding> precheck(std::string_view input_json, const Caf* caf,
                               const Certificate* cert, const SignOptions& options) {

@@ -24,6 +24,7 @@
 #include "dsig_internal.hpp"
 #include "dte/errors.hpp"
 #include "dte/xml.hpp"
+#include "sign_fast.hpp"
 
 namespace dte {
 namespace detail {
@@ -588,6 +589,111 @@ void append_signature(xmlDoc* doc, xmlNode* parent, std::string_view reference_i
       key_info_cache().emplace(std::move(cert_key), std::move(text));
     }
   }
+}
+
+namespace {
+
+bool plain_base64_text(const std::string& s) {
+  return s.find_first_of("&<>\r\"") == std::string::npos;
+}
+
+// RSA-SHA1 PKCS#1 v1.5 of `data`; empty on failure.
+std::string rsa_sha1(EVP_PKEY* key, std::string_view data) {
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  std::size_t len = 0;
+  std::string out;
+  if (ctx && EVP_DigestSignInit(ctx.get(), nullptr, detail::sha1_md(), nullptr, key) == 1 &&
+      EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()),
+                     data.size()) == 1) {
+    out.resize(len);
+    if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len,
+                       reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1) {
+      out.resize(len);
+      return out;
+    }
+  }
+  ERR_clear_error();
+  return {};
+}
+
+}  // namespace
+
+std::optional<std::string> detail::signature_text(std::string_view target_c14n,
+                                                  std::string_view reference_id,
+                                                  const Certificate& cert) {
+  EVP_PKEY* key = cert.private_key();
+  if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA || !plain_id(reference_id))
+    return std::nullopt;
+  std::optional<KeyInfoText> text;
+  {
+    const std::string der = cert.cert_der();
+    std::lock_guard lock(key_info_mu);
+    auto it = key_info_cache().find(der);
+    if (it == key_info_cache().end()) return std::nullopt;
+    text = it->second;
+  }
+  if (!plain_base64_text(text->modulus) || !plain_base64_text(text->exponent) ||
+      !plain_base64_text(text->certificate))
+    return std::nullopt;
+
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(target_c14n.data(), target_c14n.size(), digest, &digest_len, detail::sha1_md(),
+                 nullptr) != 1) {
+    ERR_clear_error();
+    return std::nullopt;
+  }
+  const std::string digest_b64 = base64_lines(digest, digest_len);
+  if (digest_b64.empty()) return std::nullopt;
+
+  // SignedInfo of xmlsec's template (append_signature) in canonical form: the default namespace
+  // of Signature rendered on it, empty elements written out in full.
+  static constexpr std::string_view kC14nMethod =
+      "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
+  static constexpr std::string_view kRsaSha1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+  static constexpr std::string_view kSha1 = "http://www.w3.org/2000/09/xmldsig#sha1";
+  std::string si;
+  si.reserve(512);
+  si += "<SignedInfo xmlns=\"http://www.w3.org/2000/09/xmldsig#\">\n<CanonicalizationMethod Algorithm=\"";
+  si += kC14nMethod;
+  si += "\"></CanonicalizationMethod>\n<SignatureMethod Algorithm=\"";
+  si += kRsaSha1;
+  si += "\"></SignatureMethod>\n<Reference URI=\"#";
+  si += reference_id;
+  si += "\">\n<DigestMethod Algorithm=\"";
+  si += kSha1;
+  si += "\"></DigestMethod>\n<DigestValue>";
+  si += digest_b64;
+  si += "</DigestValue>\n</Reference>\n</SignedInfo>";
+  const std::string signature = rsa_sha1(key, si);
+  if (signature.empty()) return std::nullopt;
+  const std::string signature_b64 =
+      base64_lines(reinterpret_cast<const unsigned char*>(signature.data()), signature.size());
+  if (signature_b64.empty()) return std::nullopt;
+
+  std::string out;
+  out.reserve(1024 + text->modulus.size() + text->certificate.size() + signature_b64.size());
+  out += "<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\">\n<SignedInfo>\n"
+         "<CanonicalizationMethod Algorithm=\"";
+  out += kC14nMethod;
+  out += "\"/>\n<SignatureMethod Algorithm=\"";
+  out += kRsaSha1;
+  out += "\"/>\n<Reference URI=\"#";
+  out += reference_id;
+  out += "\">\n<DigestMethod Algorithm=\"";
+  out += kSha1;
+  out += "\"/>\n<DigestValue>";
+  out += digest_b64;
+  out += "</DigestValue>\n</Reference>\n</SignedInfo>\n<SignatureValue>";
+  out += signature_b64;
+  out += "</SignatureValue>\n<KeyInfo>\n<KeyValue>\n<RSAKeyValue>\n<Modulus>";
+  out += text->modulus;
+  out += "</Modulus>\n<Exponent>";
+  out += text->exponent;
+  out += "</Exponent>\n</RSAKeyValue>\n</KeyValue>\n<X509Data>\n<X509Certificate>";
+  out += text->certificate;
+  out += "</X509Certificate>\n</X509Data>\n</KeyInfo>\n</Signature>";
+  return out;
 }
 
 std::string sign_seed(std::string_view seed, const Certificate& cert) {

@@ -10,6 +10,7 @@
 #include "dte/errors.hpp"
 #include "dte/rut.hpp"
 #include "dte/xml.hpp"
+#include "sign_fast.hpp"
 #include "verify_internal.hpp"
 
 namespace dte {
@@ -54,13 +55,6 @@ long long to_integer(const std::string& text, const char* what) {
   return std::llround(to_number(text, what));
 }
 
-std::string required(const xmlNode* doc, const char* path) {
-  std::string v = trim(text_at(doc, path));
-  if (v.empty())
-    throw DocumentError("ted.missing_field", std::string("document has no ") + path + " for the TED");
-  return v;
-}
-
 // Text for DD: SII's table (& < > escaped); the canonical form is made from the parsed tree anyway.
 std::string esc(std::string_view s) {
   std::string out;
@@ -103,18 +97,32 @@ TedData ted_data_from_document(const xmlNode* documento, std::string tsted) {
   if (!doc)
     throw DocumentError("ted.no_document",
                         "TED data needs a <Documento>, <Exportaciones> or <Liquidacion> element");
+  detail::TedTexts texts;
+  for (std::size_t i = 0; i < texts.size(); ++i) texts[i] = text_at(doc, detail::kTedPaths[i]);
+  return detail::ted_data_from_texts(texts, std::move(tsted));
+}
+
+TedData detail::ted_data_from_texts(const TedTexts& texts, std::string tsted) {
+  auto required = [&](std::size_t i) {
+    std::string v = trim(texts[i]);
+    if (v.empty())
+      throw DocumentError("ted.missing_field",
+                          std::string("document has no ") + kTedPaths[i] + " for the TED");
+    return v;
+  };
   TedData d;
-  d.re = required(doc, "Encabezado/Emisor/RUTEmisor");
-  d.td = static_cast<int>(to_integer(required(doc, "Encabezado/IdDoc/TipoDTE"), "TipoDTE"));
-  d.f = to_integer(required(doc, "Encabezado/IdDoc/Folio"), "Folio");
-  d.fe = required(doc, "Encabezado/IdDoc/FchEmis");
-  d.rr = trim(text_at(doc, "Encabezado/Receptor/RUTRecep"));
-  d.rsr = truncate_chars(trim(text_at(doc, "Encabezado/Receptor/RznSocRecep")), 40);
+  d.re = required(0);
+  // Qualified: inside detail, detail::to_number (verification's) would hide these.
+  d.td = static_cast<int>(dte::to_integer(required(1), "TipoDTE"));
+  d.f = dte::to_integer(required(2), "Folio");
+  d.fe = required(3);
+  d.rr = trim(texts[4]);
+  d.rsr = truncate_chars(trim(texts[5]), 40);
   // Kept as written: an export's MntTotal (and so its TED MNT, SiiDte:ValorType) has decimals.
-  d.mnt = trim(text_at(doc, "Encabezado/Totales/MntTotal"));
+  d.mnt = trim(texts[6]);
   if (d.mnt.empty()) d.mnt = "0";
-  to_number(d.mnt, "MntTotal");
-  d.it1 = truncate_chars(trim(text_at(doc, "Detalle/NmbItem")), 40);
+  dte::to_number(d.mnt, "MntTotal");
+  d.it1 = truncate_chars(trim(texts[7]), 40);
   d.tsted = std::move(tsted);
   return d;
 }
@@ -136,6 +144,98 @@ std::string stamp_ted(const TedData& data, const Caf& caf) {
   // Sign the canonical form of the parsed DD, the very function verify_ted uses.
   XmlDocPtr parsed = parse_xml(dd);
   std::string flat = flattened_element(xmlDocGetRootElement(parsed.get()));
+  std::string frmt = base64_encode(caf.sign(to_latin1(flat, true)));
+  return "<TED version=\"1.0\">" + flat + "<FRMT algoritmo=\"SHA1withRSA\">" + frmt + "</FRMT></TED>";
+}
+
+namespace {
+
+// One DD field as flattened_element writes it after parse_xml(esc(v)): false when the parse
+// would not give `v` back (CR, control characters, malformed UTF-8, U+FFFE/U+FFFF).
+bool flat_field(std::string& out, const char* tag, std::string_view v) {
+  bool blank = true;
+  for (std::size_t i = 0; i < v.size();) {
+    unsigned char c = static_cast<unsigned char>(v[i]);
+    if (c < 0x80) {
+      if (c < 0x20 && c != '\t' && c != '\n') return false;
+      if (c != ' ' && c != '\t' && c != '\n') blank = false;
+      ++i;
+      continue;
+    }
+    blank = false;
+    std::size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (len == 0 || c == 0xC0 || c == 0xC1 || c > 0xF4 || i + len > v.size()) return false;
+    for (std::size_t k = 1; k < len; ++k)
+      if ((static_cast<unsigned char>(v[i + k]) & 0xC0) != 0x80) return false;
+    if (c == 0xEF && static_cast<unsigned char>(v[i + 1]) == 0xBF &&
+        static_cast<unsigned char>(v[i + 2]) >= 0xBE)
+      return false;
+    if ((c == 0xE0 && static_cast<unsigned char>(v[i + 1]) < 0xA0) ||
+        (c == 0xED && static_cast<unsigned char>(v[i + 1]) >= 0xA0) ||
+        (c == 0xF0 && static_cast<unsigned char>(v[i + 1]) < 0x90) ||
+        (c == 0xF4 && static_cast<unsigned char>(v[i + 1]) >= 0x90))
+      return false;
+    i += len;
+  }
+  out.push_back('<');
+  out += tag;
+  out.push_back('>');
+  if (!blank) {  // flatten_xml drops whitespace-only text between tags
+    for (char c : v) {
+      if (c == '&') out += "&amp;";
+      else if (c == '<') out += "&lt;";
+      else if (c == '>') out += "&gt;";
+      else out.push_back(c);
+    }
+  }
+  out += "</";
+  out += tag;
+  out.push_back('>');
+  return true;
+}
+
+// The flattened <CAF> of a DD, as stamp_ted's parse and flatten of the whole DD write it, kept
+// per CAF text: every document of a folio range carries the same one.
+std::string flat_caf(const std::string& caf_xml) {
+  static std::mutex mu;
+  static auto* cache = new std::unordered_map<std::string, std::string>;  // outlives pool threads
+  {
+    std::lock_guard lock(mu);
+    auto it = cache->find(caf_xml);
+    if (it != cache->end()) return it->second;
+  }
+  XmlDocPtr parsed = parse_xml("<DD>" + caf_xml + "</DD>");
+  std::string flat = flattened_element(xmlDocGetRootElement(parsed.get()));
+  if (flat.size() < 9 || flat.compare(0, 4, "<DD>") != 0 ||
+      flat.compare(flat.size() - 5, 5, "</DD>") != 0)
+    return {};
+  flat = flat.substr(4, flat.size() - 9);
+  std::lock_guard lock(mu);
+  if (cache->size() >= 256) cache->clear();
+  cache->emplace(caf_xml, flat);
+  return flat;
+}
+
+}  // namespace
+
+std::optional<std::string> detail::stamp_ted_direct(const TedData& data, const Caf& caf) {
+  if (!caf.info().has_private_key || data.tsted.empty()) return std::nullopt;
+  caf.check_fits(data.re, data.td, data.f, std::string_view(data.tsted).substr(0, 10));
+  const std::string caf_part = flat_caf(caf.caf_xml());
+  if (caf_part.empty()) return std::nullopt;
+  std::string flat;
+  flat.reserve(caf_part.size() + 512);
+  flat += "<DD>";
+  if (!flat_field(flat, "RE", data.re) || !flat_field(flat, "TD", std::to_string(data.td)) ||
+      !flat_field(flat, "F", std::to_string(data.f)) || !flat_field(flat, "FE", data.fe) ||
+      !flat_field(flat, "RR", data.rr) ||
+      !flat_field(flat, "RSR", truncate_chars(latin1_safe(data.rsr), 40)) ||
+      !flat_field(flat, "MNT", data.mnt) ||
+      !flat_field(flat, "IT1", truncate_chars(latin1_safe(data.it1), 40)))
+    return std::nullopt;
+  flat += caf_part;
+  if (!flat_field(flat, "TSTED", data.tsted)) return std::nullopt;
+  flat += "</DD>";
   std::string frmt = base64_encode(caf.sign(to_latin1(flat, true)));
   return "<TED version=\"1.0\">" + flat + "<FRMT algoritmo=\"SHA1withRSA\">" + frmt + "</FRMT></TED>";
 }
