@@ -5,6 +5,11 @@ Job kinds:
   poll   the state of a track id (until final unless ``wait`` is false)
   inbox  fetch and verify the exchange mailbox (dte_native.reception.run_inbox)
 
+A send job holds one of the ``concurrency`` slots only while it uploads: its track id is then
+handed to the worker's follower, which polls every followed envelope each ``poll_s`` and
+completes the job when SII's answer is final (or ``poll_timeout_s`` passes). Until then the job
+stays unacknowledged and its lease is kept fresh, exactly like a running one.
+
 Each outcome is stored once (the job id is the idempotency key), published on the results
 stream and, when a webhook URL is configured, POSTed signed (dte_native.webhooks) as
 ``status_update`` (documents and their states) or ``error_alert`` (a job that failed for good).
@@ -58,6 +63,8 @@ class WorkerConfig:
     retry_base_s: float = 1.0
     retry_max_s: float = 60.0
     exit_when_idle_s: float = 0.0  # > 0: stop after this long without jobs (batch runs, tests)
+    max_following: int = 1000      # envelopes followed at once; no new jobs are taken beyond it
+    stop_grace_s: float = 5.0      # on stop, how long followed envelopes may still finish
     imap_password: str = field(default="", repr=False)
 
 
@@ -106,6 +113,21 @@ def envelope_documents_update(status: dict[str, Any], documents: list[tuple[int,
     return out
 
 
+@dataclass
+class _Follow:
+    """A job whose envelope is uploaded and whose track id the follower polls until final."""
+    job: Job
+    track_id: str
+    company: str
+    boleta: bool
+    result: dict[str, Any] | None      # a send job's result so far; None: the result is the status
+    docs: list[tuple[int, int]]        # a send job's documents, for the status_update webhook
+    deadline: float
+    next_poll: float = 0.0
+    busy: bool = False
+    failures: int = 0
+
+
 class Worker:
     """Runs jobs of one consumer group with ``concurrency`` threads; ``client`` is a
     dte_native.sii.SiiClient (needed by send and poll jobs)."""
@@ -118,10 +140,12 @@ class Worker:
             claim_idle_ms=config.claim_idle_ms, retry_base_s=config.retry_base_s, retry_max_s=config.retry_max_s))
         self.queue.ensure_group()
         self.counters = {"fetched": 0, "started": 0, "completed": 0, "already_done": 0, "busy": 0,
-                         "retried": 0, "dead": 0, "webhooks_sent": 0, "webhook_failures": 0}
+                         "retried": 0, "dead": 0, "webhooks_sent": 0, "webhook_failures": 0,
+                         "followed": 0, "abandoned": 0}
         self._running: dict[str, Job] = {}
+        self._following: dict[str, _Follow] = {}
         self._lock = threading.Lock()
-        self._handlers: dict[str, Callable[[Job], dict[str, Any]]] = {
+        self._handlers: dict[str, Callable[[Job], dict[str, Any] | _Follow]] = {
             "send": self._send, "poll": self._poll, "inbox": self._inbox}
 
     # ---------------------------------------------------------------- loop
@@ -137,6 +161,10 @@ class Worker:
         cfg = self.config
         toucher = threading.Thread(target=self._keep_leases, args=(stop,), daemon=True, name="dte-worker-leases")
         toucher.start()
+        follow_stop = threading.Event()
+        follower = threading.Thread(target=self._follow_loop, args=(follow_stop,), daemon=True,
+                                    name="dte-worker-follower")
+        follower.start()
         inflight: set[Future[str]] = set()
         idle_since = time.monotonic()
         log.info("worker %s: group %s on %s, concurrency %d", cfg.consumer, cfg.group, self.queue, cfg.concurrency)
@@ -144,8 +172,13 @@ class Worker:
             while not stop.is_set():
                 inflight = {f for f in inflight if not f.done()}
                 free = cfg.concurrency - len(inflight)
+                if self.following() >= cfg.max_following:
+                    free = 0
                 if free <= 0:
-                    wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
+                    if inflight:
+                        wait(inflight, timeout=0.5, return_when=FIRST_COMPLETED)
+                    else:
+                        stop.wait(0.1)
                     continue
                 try:
                     jobs = self.queue.fetch(cfg.consumer, free, cfg.block_ms if not inflight else min(cfg.block_ms, 200))
@@ -158,14 +191,34 @@ class Worker:
                     self._count("fetched", len(jobs))
                     for job in jobs:
                         inflight.add(pool.submit(self.handle, job))
-                elif inflight:
+                elif inflight or self.following():
                     idle_since = time.monotonic()
                 elif cfg.exit_when_idle_s > 0 and time.monotonic() - idle_since >= cfg.exit_when_idle_s:
                     break
             wait(inflight)
+        # Envelopes still followed get a short grace; then they are left unacknowledged: their
+        # leases lapse and another worker takes the jobs over (its upload asks SII first).
+        grace_end = time.monotonic() + max(0.0, cfg.stop_grace_s)
+        while self.following() and time.monotonic() < grace_end:
+            time.sleep(0.05)
+        follow_stop.set()
+        follower.join(timeout=10)
+        with self._lock:
+            left = list(self._following.values())
+            self._following.clear()
+            for f in left:
+                self._running.pop(f.job.id, None)
+        if left:
+            self._count("abandoned", len(left))
+            log.warning("worker %s: %d followed envelope(s) left for take-over", cfg.consumer, len(left))
         stop.set()
         toucher.join(timeout=5)
         return dict(self.counters)
+
+    def following(self) -> int:
+        """How many uploaded envelopes this worker is following."""
+        with self._lock:
+            return len(self._following)
 
     def _keep_leases(self, stop: threading.Event) -> None:
         period = max(0.05, self.config.claim_idle_ms / 3000.0)
@@ -195,6 +248,7 @@ class Worker:
         self._count("started")
         with self._lock:
             self._running[job.id] = job
+        followed = False
         try:
             handler = self._handlers.get(job.kind)
             try:
@@ -202,29 +256,104 @@ class Worker:
                     raise DteError(f"unknown job kind {job.kind!r}", "queue.bad_kind")
                 result = handler(job)
             except Exception as e:  # noqa: BLE001 - every failure is recorded on the job
-                retryable = _retryable(e)
-                err = _error(e)
-                what = self.queue.fail(job, consumer, err, retryable)
-                log.warning("job %s (%s) attempt %d failed: %s %s -> %s", job.id, job.kind, job.attempt,
-                            err["code"], err["message"], what)
-                if what == "dead":
-                    self._count("dead")
-                    self._alert(job, err)
-                else:
-                    self._count("retried")
-                return what
-            result.setdefault("finished_ms", _now_ms())
-            first = self.queue.complete(job, consumer, result)
-            if not first:
-                self._count("already_done")
-                return "already_done"
-            self._count("completed")
-            if result.get("webhook"):
-                self._post("status_update", result.pop("webhook"))
-            return "completed"
+                return self._fail(job, e)
+            if isinstance(result, _Follow):
+                with self._lock:
+                    self._following[job.id] = result
+                followed = True
+                self._count("followed")
+                return "following"
+            return self._complete(job, result)
         finally:
+            if not followed:
+                with self._lock:
+                    self._running.pop(job.id, None)
+
+    def _complete(self, job: Job, result: dict[str, Any]) -> str:
+        result.setdefault("finished_ms", _now_ms())
+        first = self.queue.complete(job, self.config.consumer, result)
+        if not first:
+            self._count("already_done")
+            return "already_done"
+        self._count("completed")
+        if result.get("webhook"):
+            self._post("status_update", result.pop("webhook"))
+        return "completed"
+
+    def _fail(self, job: Job, e: BaseException) -> str:
+        retryable = _retryable(e)
+        err = _error(e)
+        what = self.queue.fail(job, self.config.consumer, err, retryable)
+        log.warning("job %s (%s) attempt %d failed: %s %s -> %s", job.id, job.kind, job.attempt,
+                    err["code"], err["message"], what)
+        if what == "dead":
+            self._count("dead")
+            self._alert(job, err)
+        else:
+            self._count("retried")
+        return what
+
+    # ---------------------------------------------------------------- following
+
+    def _follow_loop(self, stop: threading.Event) -> None:
+        """Polls each followed envelope every poll_s, a few at a time, until it is final."""
+        cfg = self.config
+        with ThreadPoolExecutor(max_workers=max(2, min(16, cfg.concurrency)),
+                                thread_name_prefix="dte-follow") as polls:
+            while not stop.wait(0.02):
+                now = time.monotonic()
+                with self._lock:
+                    due = [f for f in self._following.values() if not f.busy and f.next_poll <= now]
+                    for f in due:
+                        f.busy = True
+                for f in due:
+                    polls.submit(self._poll_followed, f)
+
+    def _poll_followed(self, f: _Follow) -> None:
+        from dataclasses import asdict
+        cfg = self.config
+        try:
+            st = self._need_client().envelope_status(f.track_id, f.company, f.boleta)
+        except Exception as e:  # noqa: BLE001 - recorded on the job
+            if _retryable(e) and f.failures + 1 < max(1, cfg.max_attempts):
+                f.failures += 1
+                delay = min(cfg.retry_max_s, cfg.retry_base_s * 2 ** (f.failures - 1))
+                log.info("job %s: status of %s failed (%s), again in %.1f s", f.job.id, f.track_id, e, delay)
+                with self._lock:
+                    f.next_poll = time.monotonic() + max(cfg.poll_s, delay)
+                    f.busy = False
+                return
+            self._unfollow(f)
+            self._fail(f.job, e)
+            return
+        if not (st.final or time.monotonic() >= f.deadline):
             with self._lock:
-                self._running.pop(job.id, None)
+                f.next_poll = time.monotonic() + cfg.poll_s
+                f.failures = 0
+                f.busy = False
+            return
+        status = asdict(st)
+        status["final_ms"] = _now_ms() if st.final else None
+        if f.result is None:
+            result = status
+        else:
+            result = f.result
+            result.update(state=status["state"], sii_state=status["sii_state"], glosa=status["glosa"],
+                          final=status["final"], final_ms=status["final_ms"], details=status["details"])
+            if f.docs:
+                result["webhook"] = {"event_id": f"{f.job.id}:status_update:{result.get('state')}",
+                                     "job_id": f.job.id, "company_rut": f.company,
+                                     "documents": envelope_documents_update(status, f.docs)}
+        self._unfollow(f)
+        try:
+            self._complete(f.job, result)
+        except Exception as e:  # noqa: BLE001 - Redis down: the job stays pending for take-over
+            log.warning("job %s: cannot store its outcome (%s); left for take-over", f.job.id, e)
+
+    def _unfollow(self, f: _Follow) -> None:
+        with self._lock:
+            self._following.pop(f.job.id, None)
+            self._running.pop(f.job.id, None)
 
     # ---------------------------------------------------------------- webhooks
 
@@ -271,19 +400,14 @@ class Worker:
         envelope = base64.b64decode(data["envelope_b64"])
         return [(q.doc_type, q.folio) for q in sii.documents_of_envelope(envelope)]
 
-    def _follow(self, track_id: str, company: str, boleta: bool, wait_final: bool) -> dict[str, Any]:
+    def _status_now(self, track_id: str, company: str, boleta: bool) -> dict[str, Any]:
         from dataclasses import asdict
-        client = self._need_client()
-        deadline = time.monotonic() + self.config.poll_timeout_s
-        while True:
-            st = client.envelope_status(track_id, company, boleta)
-            if st.final or not wait_final or time.monotonic() >= deadline:
-                out = asdict(st)
-                out["final_ms"] = _now_ms() if st.final else None
-                return out
-            time.sleep(self.config.poll_s)
+        st = self._need_client().envelope_status(track_id, company, boleta)
+        out = asdict(st)
+        out["final_ms"] = _now_ms() if st.final else None
+        return out
 
-    def _send(self, job: Job) -> dict[str, Any]:
+    def _send(self, job: Job) -> dict[str, Any] | _Follow:
         from . import sii
         data = job.data
         client = self._need_client()
@@ -306,9 +430,10 @@ class Worker:
                           upload_attempts=up.attempts, family=up.family, accepted_ms=_now_ms())
             status = {"state": "in_progress", "track_id": up.track_id, "sii_state": "REC" if up.track_id else "99"}
             if up.track_id and data.get("poll", True):
-                status = self._follow(up.track_id, company, up.family == "boleta", True)
-                result.update(state=status["state"], sii_state=status["sii_state"], glosa=status["glosa"],
-                              final=status["final"], final_ms=status["final_ms"], details=status["details"])
+                # The slot is freed now; the follower completes the job when SII is final.
+                return _Follow(job, up.track_id, company, up.family == "boleta", result, docs,
+                               time.monotonic() + self.config.poll_timeout_s,
+                               next_poll=time.monotonic() + self.config.poll_s)
             elif not up.track_id and data.get("poll", True) and queries:
                 # SII already had this envelope (its first upload's answer was lost): the track id
                 # is unknown, so ask SII about each document instead (QueryEstDte).
@@ -340,13 +465,16 @@ class Worker:
         return {"state": "in_progress", "sii_state": "99", "glosa": "already received by SII",
                 "details": details, "final": final, "final_ms": _now_ms() if final else None}
 
-    def _poll(self, job: Job) -> dict[str, Any]:
+    def _poll(self, job: Job) -> dict[str, Any] | _Follow:
         data = job.data
         try:
             track_id, company = str(data["track_id"]), str(data["company_rut"])
         except KeyError as e:
             raise DteError(f"job {job.id}: poll needs {e}", "queue.bad_payload") from None
-        return self._follow(track_id, company, bool(data.get("boleta")), bool(data.get("wait", True)))
+        if not data.get("wait", True):
+            return self._status_now(track_id, company, bool(data.get("boleta")))
+        return _Follow(job, track_id, company, bool(data.get("boleta")), None, [],
+                       time.monotonic() + self.config.poll_timeout_s)
 
     def _inbox(self, job: Job) -> dict[str, Any]:
         from . import reception
@@ -365,6 +493,7 @@ class Worker:
         """This worker's counters, its running jobs and the queue's gauges."""
         with self._lock:
             counters, running = dict(self.counters), len(self._running)
+            counters["following"] = len(self._following)
         try:
             queue = self.queue.stats()
         except DteError:

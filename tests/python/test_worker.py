@@ -250,3 +250,63 @@ def test_send_of_an_envelope_sii_already_has_reports_its_documents(cafs: dict[in
         assert len(uploads(sim)) == 1
     finally:
         receiver.close()
+
+
+def test_upload_frees_the_slot_while_the_follower_waits_for_sii(kit: testkit.TestKit, cafs: dict[int, dte.Caf],
+                                                                cert: dte.Certificate, keyring: dte.SiiKeyring,
+                                                                rurl: str, prefix: str) -> None:
+    """With one slot, three send jobs are all uploaded before SII (0.5 s per processing step
+    here) has finished the first: following a track id does not hold the slot."""
+    slow = sim_mod.Simulator(port=0, xsd_dir=XSD, sii_keys=kit.sii_keys_dir, config={"step_delay_s": 0.5})
+    slow.start()
+    try:
+        client = sii.SiiClient(cert, sii.ClientConfig("simulator", base_url=slow.url, timeout_s=5))
+        cfg = WorkerConfig(redis_url=rurl, prefix=prefix, consumer="w", concurrency=1, poll_s=0.05,
+                           exit_when_idle_s=0.5, block_ms=100)
+        w = Worker(cfg, client)
+        ids = [w.queue.send_envelope(env).id for env in envelopes(cafs, cert, keyring, 3)]
+        counters = w.run()
+        assert counters["completed"] == 3 and counters["followed"] == 3 and counters["abandoned"] == 0
+        results = [w.queue.result(i) for i in ids]
+        assert all(r and r["state"] == "accepted" and r["final"] for r in results), results
+        # Every upload was accepted before the first envelope reached its final state.
+        assert max(r["accepted_ms"] for r in results) < min(r["final_ms"] for r in results)
+    finally:
+        slow.stop()
+
+
+def test_worker_stopped_while_following_leaves_the_job_for_take_over(kit: testkit.TestKit,
+                                                                     cafs: dict[int, dte.Caf],
+                                                                     cert: dte.Certificate,
+                                                                     keyring: dte.SiiKeyring,
+                                                                     rurl: str, prefix: str) -> None:
+    """A worker told to stop while SII is still processing leaves the job unacknowledged (no
+    result, not dead); another worker takes it over once the lease lapses and finishes it."""
+    import threading
+    slow = sim_mod.Simulator(port=0, xsd_dir=XSD, sii_keys=kit.sii_keys_dir, config={"step_delay_s": 1.0})
+    slow.start()
+    try:
+        client = sii.SiiClient(cert, sii.ClientConfig("simulator", base_url=slow.url, timeout_s=5))
+        first = Worker(WorkerConfig(redis_url=rurl, prefix=prefix, consumer="first", concurrency=1, poll_s=0.05,
+                                    block_ms=100, claim_idle_ms=1000, stop_grace_s=0.0), client)
+        [env] = envelopes(cafs, cert, keyring, 1)
+        job_id = first.queue.send_envelope(env).id
+        stop = threading.Event()
+        runner = threading.Thread(target=first.run, args=(stop,))
+        runner.start()
+        deadline = time.monotonic() + 10
+        while first.following() == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert first.following() == 1
+        stop.set()
+        runner.join(timeout=15)
+        assert first.counters["abandoned"] == 1 and first.counters["completed"] == 0
+        assert first.queue.result(job_id) is None
+        second = Worker(WorkerConfig(redis_url=rurl, prefix=prefix, consumer="second", concurrency=1,
+                                     poll_s=0.05, block_ms=100, claim_idle_ms=1000, exit_when_idle_s=3.0), client)
+        assert second.run()["completed"] == 1
+        result = second.queue.result(job_id)
+        assert result and result["final"] and result["state"] in ("accepted", "duplicate"), result
+        assert len(list(slow.store.snapshot()["envelopes"])) == 1  # never uploaded twice
+    finally:
+        slow.stop()
