@@ -96,8 +96,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if not args.json:
-        print(f"dte worker {cfg.consumer}: group {cfg.group}, concurrency {cfg.concurrency}", file=sys.stderr, flush=True)
+    # On stderr even with --json (stdout stays one JSON line): supervisors wait for it.
+    print(f"dte worker {cfg.consumer}: group {cfg.group}, concurrency {cfg.concurrency}", file=sys.stderr, flush=True)
     counters = worker.run(stop)
     _print(args, {"consumer": cfg.consumer, **counters},
            f"dte worker {cfg.consumer}: " + ", ".join(f"{k} {v}" for k, v in counters.items()))

@@ -89,19 +89,23 @@ def scenario(args: argparse.Namespace, faults: bool, kit: testkit.TestKit, envel
     q = queue.JobQueue(args.redis, prefix=prefix)
     q.ensure_group()
     workers = []
+    logs = []  # each worker's stderr goes to a file: a pipe nobody reads could fill up and stall it
     try:
         for i in range(args.workers):
             cmd = [py, "-m", "dte_native.cli", "worker", "--redis", args.redis, "--prefix", prefix,
                    "--consumer", f"load-{i}", "--concurrency", str(args.concurrency), "--env", "simulator",
                    "--url", url, "--cert", str(kit.cert_path), "--password-file", str(kit.password_file),
                    "--poll", str(args.poll), "--timeout", "10", "--attempts", "6", "--json"]
-            workers.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            logs.append(tempfile.NamedTemporaryFile(prefix=f"dte-load-worker{i}-", suffix=".log"))
+            workers.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=logs[-1], text=True,
                                             cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}))
-        # Start the clock once every worker has joined the group (it reads the stream), so the
-        # measurement is of the queue and not of process start-up on a loaded machine.
+        # Start the clock once every worker says it consumes (its first line on stderr), so the
+        # measurement is of the queue and not of process start-up. (Redis lists a consumer in
+        # XINFO GROUPS only once it has been given an entry, so that cannot be waited for.)
         ready_by = time.time() + 120
-        while q.stats()["consumers"] < args.workers and time.time() < ready_by:
-            time.sleep(0.2)
+        while time.time() < ready_by and not all(
+                Path(f.name).read_text(errors="replace").startswith("dte worker") for f in logs):
+            time.sleep(0.1)
         time.sleep(args.warmup)
         enqueued: dict[str, float] = {}
         t0 = time.time()
@@ -142,6 +146,8 @@ def scenario(args: argparse.Namespace, faults: bool, kit: testkit.TestKit, envel
         except subprocess.TimeoutExpired:
             sim.kill()
         q.purge()
+        for f in logs:
+            f.close()
     to_accept, to_final, states = [], [], {}
     last_accept = last_final = t0 * 1000.0
     for job_id, r in results.items():
