@@ -21,7 +21,24 @@ from pathlib import Path
 SHARED = Path(os.environ.get("DTE_SHARED_DIR", Path(__file__).resolve().parents[2] / "shared" / "sii"))
 FUZZ_PASSWORD = "fuzz"  # must match fuzz_pkcs12.cpp
 TARGETS = ["fuzz_verify", "fuzz_caf", "fuzz_pkcs12", "fuzz_sii_answers", "fuzz_input", "fuzz_schema",
-           "fuzz_mime", "fuzz_csv"]
+           "fuzz_mime", "fuzz_csv", "fuzz_rcv_answer"]
+
+
+def rcv_answer_seeds(csv_files: list[Path]) -> list[str]:
+    """Answers of SII's RCV facade: a summary, exports (lines or one text), error codes."""
+    ok = {"codRespuesta": 0, "msgeRespuesta": "OK"}
+    out = [json.dumps({"respEstado": ok, "data": [
+        {"rsmnTipoDocInteger": 33, "rsmnTotDoc": 2, "rsmnMntExe": 0, "rsmnMntNeto": 1000,
+         "rsmnMntIVA": 190, "rsmnMntTotal": 1190},
+        {"rsmnTipoDocInteger": 61, "rsmnTotDoc": "1", "rsmnMntTotal": -50}]}),
+        json.dumps({"respEstado": {"codRespuesta": 3, "msgeRespuesta": "token no es valido"}}),
+        json.dumps({"respEstado": {"codRespuesta": 99, "msgeRespuesta": "error"}, "data": None}),
+        "<html>mantenimiento</html>"]
+    for p in csv_files[:3]:
+        text = p.read_text(encoding="utf-8", errors="replace")
+        out.append(json.dumps({"respEstado": ok, "data": text.splitlines()}))
+        out.append(json.dumps({"respEstado": ok, "data": text}))
+    return out
 
 
 class Corpus:
@@ -159,6 +176,8 @@ def main() -> int:
     for p in shared_files("samples/DTE--*--cleaned.xml", "samples/libredte-*.xml")[:4]:
         for message in mime_seeds(p.name, p.read_bytes()):
             corpus.add("fuzz_mime", message)
+    for answer in rcv_answer_seeds(shared_files("books/rcv/*.csv")):
+        corpus.add("fuzz_rcv_answer", bytes([0]) + answer.encode("utf-8"))
     for selector, text in sii_answer_seeds():
         corpus.add("fuzz_sii_answers", bytes([selector]) + text.encode("utf-8"))
 

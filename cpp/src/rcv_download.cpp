@@ -11,6 +11,7 @@
 #include "dte/rcv.hpp"
 #include "dte/rut.hpp"
 #include "dte/sii_client.hpp"
+#include "rcv_internal.hpp"
 
 namespace dte::rcv {
 namespace {
@@ -164,6 +165,34 @@ std::vector<std::string> csv_lines(const nlohmann::json& j) {
 
 }  // namespace
 
+namespace detail {
+
+nlohmann::json read_answer(long status, std::string_view body, const std::string& op) {
+  judge(status, body, op);
+  return parse_answer(body, op);
+}
+
+std::vector<TypeSummary> summary_rows(const nlohmann::json& resumen) {
+  std::vector<TypeSummary> out;
+  if (!resumen.contains("data") || !resumen["data"].is_array()) return out;
+  for (const auto& r : resumen["data"]) {
+    if (!r.is_object()) continue;
+    TypeSummary t;
+    t.doc_type = static_cast<int>(number(r, "rsmnTipoDocInteger"));
+    t.documents = number(r, "rsmnTotDoc");
+    t.exempt = number(r, "rsmnMntExe");
+    t.net = number(r, "rsmnMntNeto");
+    t.vat = number(r, "rsmnMntIVA");
+    t.total = number(r, "rsmnMntTotal");
+    if (t.doc_type > 0) out.push_back(t);
+  }
+  return out;
+}
+
+std::vector<std::string> export_lines(const nlohmann::json& answer) { return csv_lines(answer); }
+
+}  // namespace detail
+
 std::string default_facade_base(const sii::Client& client) {
   const auto& cfg = client.config();
   if (cfg.environment == sii::Environment::kSimulator) return cfg.endpoints.soap_base + kFacadePath;
@@ -211,20 +240,7 @@ Download download(sii::Client& client, const DownloadRequest& req) {
   {
     nlohmann::json data = base_data;
     data["busquedaInicial"] = true;
-    nlohmann::json resumen = call("getResumen", data);
-    if (resumen.contains("data") && resumen["data"].is_array()) {
-      for (const auto& r : resumen["data"]) {
-        if (!r.is_object()) continue;
-        TypeSummary t;
-        t.doc_type = static_cast<int>(number(r, "rsmnTipoDocInteger"));
-        t.documents = number(r, "rsmnTotDoc");
-        t.exempt = number(r, "rsmnMntExe");
-        t.net = number(r, "rsmnMntNeto");
-        t.vat = number(r, "rsmnMntIVA");
-        t.total = number(r, "rsmnMntTotal");
-        if (t.doc_type > 0) out.summary.push_back(t);
-      }
-    }
+    out.summary = detail::summary_rows(call("getResumen", data));
     if (req.doc_types.empty())
       for (const auto& t : out.summary)
         if (t.documents > 0) types.push_back(t.doc_type);
@@ -239,7 +255,7 @@ Download download(sii::Client& client, const DownloadRequest& req) {
     data["codTipoDoc"] = type;
     data["accionRecaptcha"] = out.kind == "compras" ? "RCV_DDETC" : "RCV_DDETV";
     data["tokenRecaptcha"] = "t-o-k-e-n-web";  // the portal's placeholder, accepted without a captcha
-    std::vector<std::string> lines = csv_lines(call(export_op, data));
+    std::vector<std::string> lines = detail::export_lines(call(export_op, data));
     if (lines.empty()) continue;
     if (header.empty()) header = lines.front();
     if (lines.front() == header)
