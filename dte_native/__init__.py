@@ -44,6 +44,7 @@ from ._api import (  # noqa: E402
     sign_seed,
     supported_types,
     ted_payload,
+    today_in_chile,
     type_name,
     validate,
     verify,
@@ -82,5 +83,5 @@ __all__ = [
     "barcode_svg", "check_rules", "envelope", "errors", "example", "example_types", "is_boleta",
     "normalize", "precheck", "rut_check_digit", "rut_format", "rut_is_valid", "rut_normalize",
     "schema_dir", "schemas", "sign", "sign_many", "sign_seed", "supported_types", "ted_payload",
-    "testkit", "type_name", "validate", "verify",
+    "testkit", "today_in_chile", "type_name", "validate", "verify",
 ]

@@ -31,6 +31,16 @@ Document = Union[Mapping[str, Any], str, bytes]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+
+def today_in_chile() -> str:
+    """Today's date in Chile (YYYY-MM-DD), the date SII and the core's rules go by: between
+    00:00 and 03:00/04:00 UTC it is still yesterday there."""
+    try:
+        from zoneinfo import ZoneInfo
+        return _dt.datetime.now(ZoneInfo("America/Santiago")).date().isoformat()
+    except Exception:  # no tzdata: Chile is UTC-4 (UTC-3 in summer); -4 never runs ahead of it
+        return (_dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(hours=4)).date().isoformat()
+
 def _package_dirs() -> list[Path]:
     package = sys.modules[__name__.rpartition(".")[0]]
     return [Path(p) for p in getattr(package, "__path__", [])]
@@ -536,7 +546,7 @@ def envelope(dtes: Sequence[bytes | SignedDte], cert: Certificate, *,
         boleta = bool(signed) and all(_core.is_boleta(d.doc_type) for d in signed)
         if not signed:
             boleta = _types_from_xml(items) <= {39, 41} and bool(items)
-    date = _when(resolution_date) or _dt.date.today().isoformat()
+    date = _when(resolution_date) or today_in_chile()
     return _core.build_envelope(
         items, cert._native, rut_emisor=issuer, rut_envia=sender or "", rut_receptor=receiver,
         fch_resol=date, nro_resol=resolution_number, tmst_firma_env=_when(timestamp),

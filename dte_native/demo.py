@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime as _dt
 import json
 import os
 import random
@@ -158,7 +157,7 @@ def run_demo(count: int = 200, threads: int = 0, out_dir: Path | None = None,
     cafs = [kit.caf(t) for t in sorted(kit.caf_paths)]
 
     say(f"2. Signing {count} documents (build, rules, TED, XMLDSig) on the core's thread pool")
-    today = _dt.date.today().isoformat()
+    today = _api.today_in_chile()
     types = plan_types(count, DEFAULT_MIX, rng)
     next_folio: Counter[int] = Counter()
     earlier: dict[int, list[tuple[int, str]]] = {}

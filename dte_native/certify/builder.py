@@ -9,7 +9,6 @@ text) or 3 (corrects amounts).
 from __future__ import annotations
 
 import copy
-import datetime as _dt
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Mapping
@@ -484,4 +483,5 @@ def build_guide_book(guides: list[Issued], test_set: TestSet, company: Company, 
 
 
 def today_chile() -> str:
-    return _dt.date.today().isoformat()
+    from .._api import today_in_chile
+    return today_in_chile()

@@ -8,7 +8,6 @@ guide book after the guías) finds the documents it needs and no folio is used t
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -107,7 +106,7 @@ class Certification:
         self.out.mkdir(parents=True, exist_ok=True)
         for sub in ("dte", "envios", "libros", "muestras", "intercambio"):
             (self.out / sub).mkdir(exist_ok=True)
-        self.date = options.date or _dt.date.today().isoformat()
+        self.date = options.date or _api.today_in_chile()
         self.period = self.date[:7]
         self.schemas = _api.schemas() if _api.schema_dir() is not None else None
         self.state_path = self.out / "state.json"

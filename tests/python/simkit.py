@@ -33,6 +33,12 @@ PROG_UA = "Mozilla/4.0 (compatible; PROG 1.0; Windows NT 5.0; YComp 5.0.2.4)"
 BOLETA_UA = "Mozilla/4.0 ( compatible; PROG 1.0; Windows NT)"
 
 
+
+def chile_today() -> str:
+    """Today in Chile (the date SII and the simulator go by), independent of dte_native."""
+    from zoneinfo import ZoneInfo
+    return dt.datetime.now(ZoneInfo("America/Santiago")).date().isoformat()
+
 def load_simulator() -> Any:
     """This checkout's `dte_native.simulator`. When the package cannot be imported (the compiled
     core is not built: dte_native/__init__ imports it) or resolves to an installed copy, load the
@@ -146,7 +152,7 @@ def make_caf(sii_key: rsa.RSAPrivateKey, company: str = COMPANY, tipo: int = 33,
              hasta: int = 100, fa: str | None = None, idk: int = 100) -> Caf:
     key = rsa.generate_private_key(public_exponent=3, key_size=512)
     nums = key.public_key().public_numbers()
-    fa = fa or dt.date.today().isoformat()
+    fa = fa or chile_today()
     da = (f"<DA><RE>{company}</RE><RS>EMPRESA DE PRUEBA</RS><TD>{tipo}</TD><RNG><D>{desde}</D><H>{hasta}</H></RNG>"
           f"<FA>{fa}</FA><RSAPK><M>{b64(nums.n)}</M><E>{b64(nums.e)}</E></RSAPK><IDK>{idk}</IDK></DA>")
     frma = sign_sha1(sii_key, da.encode("iso-8859-1"))
@@ -202,7 +208,7 @@ def make_dte(caf: Caf, signer: Signer, folio: int, lines: list[Line], tipo: int 
              tamper_total: int = 0) -> bytes:
     """A signed standalone DTE (only the SiiDte namespace in scope), as bytes to embed verbatim."""
     tipo = tipo or caf.tipo
-    fch = fch or dt.date.today().isoformat()
+    fch = fch or chile_today()
     boleta = tipo in (39, 41)
     affected = sum(ln.amount for ln in lines if not ln.exempt)
     exe = sum(ln.amount for ln in lines if ln.exempt)

@@ -230,7 +230,7 @@ def test_query_est_dte(sim, client: SiiClient, material: dict) -> None:
     token = client.token(material["signer"])
     r = recepcion(client.upload(token, envio(material, [50]))[1])
     assert r["STATUS"] == "0"
-    today = __import__("datetime").date.today()
+    today = __import__("datetime").date.fromisoformat(simkit.chile_today())
     fecha = today.strftime("%d%m%Y")
 
     def query(folio: int, monto: str, receptor: str = CUSTOMER) -> str:

@@ -104,7 +104,7 @@ def test_boleta_rest_flow(sim, material: dict) -> None:
     assert st["estadistica"] == [{"tipo": 39, "informados": 2, "aceptados": 2, "rechazados": 0, "reparos": 0}]
     assert st["detalle_rep_rech"] == []
     # document status
-    today = __import__("datetime").date.today().strftime("%d-%m-%Y")
+    today = __import__("datetime").date.fromisoformat(simkit.chile_today()).strftime("%d-%m-%Y")
     doc = (f"/boleta/recursos/v1/boleta.electronica/{COMPANY}-39-1/estado?rut_receptor=66666666&dv_receptor=6"
            f"&monto=2380&fechaEmision={today}")
     status, _h, body = c.http.request("GET", doc, headers={"Cookie": f"TOKEN={token}"})
