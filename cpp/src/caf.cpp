@@ -145,25 +145,9 @@ std::shared_ptr<EVP_PKEY> share(EvpPkeyPtr p) {
   return std::shared_ptr<EVP_PKEY>(p.release(), CDeleter<EVP_PKEY_free>());
 }
 
-// SHA-1 fetched once: EVP_sha1() makes OpenSSL 3 look the algorithm up in its provider store
-// (a locked hash-table walk) on every signature.
-const EVP_MD* sha1() {
-  static const EVP_MD* md = [] {
-    ensure_openssl_providers();
-    EVP_MD* fetched = EVP_MD_fetch(nullptr, "SHA1", nullptr);
-    ERR_clear_error();
-    return fetched ? static_cast<const EVP_MD*>(fetched) : EVP_sha1();
-  }();
-  return md;
-}
-
 bool rsa_sha1_verify(EVP_PKEY* key, std::string_view data, std::string_view signature) {
-  if (!key) return false;
-  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, sha1(), nullptr, key) <= 0) {
-    ERR_clear_error();
-    return false;
-  }
+  EvpMdCtxPtr ctx = detail::rsa_sha1_context(key, /*sign=*/false);
+  if (!ctx) return false;
   int rc = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
                             signature.size(), reinterpret_cast<const unsigned char*>(data.data()),
                             data.size());
@@ -172,10 +156,9 @@ bool rsa_sha1_verify(EVP_PKEY* key, std::string_view data, std::string_view sign
 }
 
 std::string rsa_sha1_sign(EVP_PKEY* key, std::string_view data) {
-  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  EvpMdCtxPtr ctx = detail::rsa_sha1_context(key, /*sign=*/true);
   std::size_t len = 0;
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, sha1(), nullptr, key) <= 0 ||
-      EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()),
+  if (!ctx || EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()),
                      data.size()) <= 0) {
     ERR_clear_error();
     throw SignatureError("caf.sign", "OpenSSL refused to sign with the CAF key (RSA-SHA1)");
@@ -578,14 +561,7 @@ std::string Caf::sign(std::string_view data) const {
 }
 
 bool Caf::verify_signature(std::string_view data, std::string_view signature) const {
-  if (!public_key_) return false;
-  EvpMdCtxPtr ctx = detail::rsa_sha1_verify_context(public_key_.get(), public_key_);
-  bool ok = ctx &&
-            EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
-                             signature.size(), reinterpret_cast<const unsigned char*>(data.data()),
-                             data.size()) == 1;
-  ERR_clear_error();
-  return ok;
+  return rsa_sha1_verify(public_key_.get(), data, signature);
 }
 
 }  // namespace dte

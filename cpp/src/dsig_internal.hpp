@@ -22,10 +22,11 @@ XmlSecKeyPtr xmlsec_key(EVP_PKEY* pkey, X509* cert);
 // xmlsec's error messages on this thread since the last call (then cleared).
 std::string take_xmlsec_errors();
 
-// An RSA-SHA1 DigestVerify context for `key`, initialised once per thread and key and copied for
-// each use (initialising looks the algorithm up in OpenSSL's provider tables every time). Only
-// keys held by `owner` are cached (the cache keeps them alive); nullptr when OpenSSL refuses.
-EvpMdCtxPtr rsa_sha1_verify_context(EVP_PKEY* key, const std::shared_ptr<EVP_PKEY>& owner);
+// An RSA-SHA1 DigestSign (sign) or DigestVerify context for `key`, initialised once per thread
+// and key and copied for each use: initialising looks the algorithm up in OpenSSL's provider
+// tables every time. The per-thread cache (8 keys) holds a reference to each key, so a cached
+// address is never another key's. nullptr when OpenSSL refuses the key.
+EvpMdCtxPtr rsa_sha1_context(EVP_PKEY* key, bool sign);
 
 // SHA-1 fetched from OpenSSL's providers once (EVP_sha1() looks it up on every use).
 const EVP_MD* sha1_md();

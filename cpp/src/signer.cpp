@@ -67,6 +67,38 @@ const EVP_MD* sha1_md() {
   return md;
 }
 
+EvpMdCtxPtr rsa_sha1_context(EVP_PKEY* key, bool sign) {
+  struct Entry {
+    EvpPkeyPtr key;  // a reference of our own: the address stays this key's
+    bool sign;
+    EvpMdCtxPtr ctx;
+  };
+  thread_local std::vector<Entry> cache;
+  if (!key) return nullptr;
+  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  if (!ctx) return nullptr;
+  for (const Entry& e : cache) {
+    if (e.key.get() == key && e.sign == sign) {
+      if (EVP_MD_CTX_copy_ex(ctx.get(), e.ctx.get()) == 1) return ctx;
+      ERR_clear_error();
+      break;
+    }
+  }
+  const int rc = sign ? EVP_DigestSignInit(ctx.get(), nullptr, sha1_md(), nullptr, key)
+                      : EVP_DigestVerifyInit(ctx.get(), nullptr, sha1_md(), nullptr, key);
+  if (rc != 1) {
+    ERR_clear_error();
+    return nullptr;
+  }
+  EvpMdCtxPtr keep(EVP_MD_CTX_new());
+  if (keep && EVP_MD_CTX_copy_ex(keep.get(), ctx.get()) == 1 && EVP_PKEY_up_ref(key) == 1) {
+    if (cache.size() >= 8) cache.erase(cache.begin());
+    cache.push_back(Entry{EvpPkeyPtr(key), sign, std::move(keep)});
+  }
+  ERR_clear_error();
+  return ctx;
+}
+
 namespace {
 
 // What xmlsec's "tree" node set answers for the subtree of `top`: a node (or the element owning
@@ -599,11 +631,10 @@ bool plain_base64_text(const std::string& s) {
 
 // RSA-SHA1 PKCS#1 v1.5 of `data`; empty on failure.
 std::string rsa_sha1(EVP_PKEY* key, std::string_view data) {
-  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
+  EvpMdCtxPtr ctx = detail::rsa_sha1_context(key, /*sign=*/true);
   std::size_t len = 0;
   std::string out;
-  if (ctx && EVP_DigestSignInit(ctx.get(), nullptr, detail::sha1_md(), nullptr, key) == 1 &&
-      EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()),
+  if (ctx && EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()),
                      data.size()) == 1) {
     out.resize(len);
     if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len,

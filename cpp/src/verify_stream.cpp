@@ -238,8 +238,7 @@ class StreamVerifier {
   std::string* leaf(Frame& parent, unsigned bit, std::string* target, bool* has = nullptr);
   bool digest_ok(const Apex& a, bool standalone, const std::string& expected) const;
   bool signature_ok(const SigRec& s, const Apex& signed_info, bool standalone,
-                    const std::string& signature, EVP_PKEY* key,
-                    const std::shared_ptr<EVP_PKEY>& owner) const;
+                    const std::string& signature, EVP_PKEY* key) const;
   bool check_signature(const SigRec& s, const std::string& target_id, int target_apex,
                        bool standalone, SignatureResult* r) const;
   bool finish(VerifyReport* report);
@@ -932,10 +931,9 @@ bool StreamVerifier::digest_ok(const Apex& a, bool standalone, const std::string
 }
 
 bool StreamVerifier::signature_ok(const SigRec& /*s*/, const Apex& si, bool standalone,
-                                  const std::string& signature, EVP_PKEY* key,
-                                  const std::shared_ptr<EVP_PKEY>& owner) const {
+                                  const std::string& signature, EVP_PKEY* key) const {
   const std::string& tag = standalone ? si.tag_standalone : si.tag_in_place;
-  EvpMdCtxPtr ctx = rsa_sha1_verify_context(key, owner);
+  EvpMdCtxPtr ctx = rsa_sha1_context(key, /*sign=*/false);
   bool ok = ctx && EVP_DigestVerifyUpdate(ctx.get(), tag.data(), tag.size()) == 1 &&
             EVP_DigestVerifyUpdate(ctx.get(), canon_.data() + si.begin, si.end - si.begin) == 1 &&
             EVP_DigestVerifyFinal(ctx.get(),
@@ -1021,7 +1019,7 @@ bool StreamVerifier::check_signature(const SigRec& s, const std::string& target_
   const Apex& signed_info = apexes_[static_cast<std::size_t>(s.signed_info_apex)];
   if (!target.closed || !signed_info.closed) return false;
   if (!digest_ok(target, standalone, expected_digest)) return false;
-  if (!signature_ok(s, signed_info, standalone, signature, key, k.key_value)) return false;
+  if (!signature_ok(s, signed_info, standalone, signature, key)) return false;
   r->valid = true;
   r->target_ok = true;
   r->has_target = true;
@@ -1219,41 +1217,6 @@ bool stream_verify(std::string_view bytes, const VerifyOptions& options, VerifyR
   } catch (const std::exception&) {
     return false;  // the DOM verifier reports it
   }
-}
-
-// An RSA-SHA1 verification context for `key`, initialised once per thread and key (a signer's
-// documents all carry the same key) and copied for each use: initialising looks the algorithm
-// up in OpenSSL's provider tables every time. `owner` keeps a cached key alive.
-EvpMdCtxPtr rsa_sha1_verify_context(EVP_PKEY* key, const std::shared_ptr<EVP_PKEY>& owner) {
-  struct Entry {
-    std::shared_ptr<EVP_PKEY> key;
-    EvpMdCtxPtr ctx;
-  };
-  thread_local std::vector<Entry> cache;
-  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  if (!ctx) return nullptr;
-  if (owner && owner.get() == key) {
-    for (const Entry& e : cache) {
-      if (e.key.get() == key) {
-        if (EVP_MD_CTX_copy_ex(ctx.get(), e.ctx.get()) == 1) return ctx;
-        ERR_clear_error();
-        break;
-      }
-    }
-  }
-  if (EVP_DigestVerifyInit(ctx.get(), nullptr, sha1_md(), nullptr, key) != 1) {
-    ERR_clear_error();
-    return nullptr;
-  }
-  if (owner && owner.get() == key) {
-    EvpMdCtxPtr keep(EVP_MD_CTX_new());
-    if (keep && EVP_MD_CTX_copy_ex(keep.get(), ctx.get()) == 1) {
-      if (cache.size() >= 8) cache.erase(cache.begin());
-      cache.push_back(Entry{owner, std::move(keep)});
-    }
-    ERR_clear_error();
-  }
-  return ctx;
 }
 
 }  // namespace dte::detail
