@@ -18,6 +18,8 @@
 #include "dte/caf.hpp"
 #include "dte/cert.hpp"
 #include "dte/document.hpp"
+#include "dte/envelope.hpp"
+#include "dte/pipeline.hpp"
 #include "dte/schema.hpp"
 #include "dte/testkit.hpp"
 
@@ -93,6 +95,25 @@ inline Certificate make_cert(int days_valid = 365, int days_offset = 0) {
 
 inline const Certificate& cert() {
   static const Certificate c = make_cert();
+  return c;
+}
+
+// Signing options fixed for a test: the test keyring, one timestamp (so outputs are reproducible:
+// RSA PKCS#1 v1.5 is deterministic) and the date of that timestamp as today.
+inline SignOptions fixed_sign_options() {
+  SignOptions o;
+  o.keyring = &keyring();
+  o.timestamp = now_timestamp();
+  o.today = o.timestamp.substr(0, 10);
+  return o;
+}
+
+// The Caratula of the examples' issuer, as SII's certification resolution gives it.
+inline Caratula example_caratula() {
+  Caratula c;
+  c.rut_emisor = kIssuer;
+  c.fch_resol = "2014-08-22";
+  c.nro_resol = 80;
   return c;
 }
 

@@ -36,13 +36,6 @@ std::string element_bytes(const std::string& signed_dte) {
   return signed_dte.substr(start, end + 6 - start);
 }
 
-Caratula caratula() {
-  Caratula c;
-  c.rut_emisor = kIssuer;
-  c.fch_resol = "2014-08-22";
-  c.nro_resol = 80;
-  return c;
-}
 
 void expect_valid_and_verified(const std::string& envelope, const char* kind,
                                const std::vector<std::string>& dtes) {
@@ -77,7 +70,7 @@ void expect_valid_and_verified(const std::string& envelope, const char* kind,
 TEST(Envelope, EnvioDteOfSeveralTypesValidatesAndVerifies) {
   std::vector<std::string> dtes{sign(33, 11), sign(33, 12), sign(61, 13), sign(34, 14),
                                 sign(110, 15)};
-  std::string env = build_envelope(dtes, caratula(), cert(), false);
+  std::string env = build_envelope(dtes, example_caratula(), cert(), false);
   expect_valid_and_verified(env, "EnvioDTE", dtes);
   EXPECT_NE(env.find("<SetDTE ID=\"SetDoc\">"), std::string::npos);
   EXPECT_NE(env.find("<RutEnvia>" + std::string(kSigner) + "</RutEnvia>"), std::string::npos);
@@ -91,7 +84,7 @@ TEST(Envelope, EnvioDteOfSeveralTypesValidatesAndVerifies) {
 
 TEST(Envelope, EnvioBoletaValidatesAndVerifies) {
   std::vector<std::string> dtes{sign(39, 21), sign(41, 22), sign(39, 23)};
-  Caratula c = caratula();
+  Caratula c = example_caratula();
   c.tmst_firma_env = now_timestamp();
   std::string env = build_envelope(dtes, c, cert(), true, "SetBoletas");
   expect_valid_and_verified(env, "EnvioBOLETA", dtes);
@@ -101,7 +94,7 @@ TEST(Envelope, EnvioBoletaValidatesAndVerifies) {
 
 TEST(Envelope, CustomerCopyCarriesTheCustomerRut) {
   std::vector<std::string> dtes{sign(33, 31)};
-  Caratula c = caratula();
+  Caratula c = example_caratula();
   c.rut_receptor = "96874030-k";
   std::string env = build_envelope(dtes, c, cert(), false);
   EXPECT_NE(env.find("<RutReceptor>96874030-K</RutReceptor>"), std::string::npos);
@@ -111,42 +104,42 @@ TEST(Envelope, CustomerCopyCarriesTheCustomerRut) {
 TEST(Envelope, LimitsAndMismatchesAreSpecificErrors) {
   const std::string factura = sign(33, 41);
   const std::string boleta = sign(39, 42);
-  EXPECT_EQ(code_of([&] { build_envelope({}, caratula(), cert(), false); }), "envelope.empty");
-  EXPECT_EQ(code_of([&] { build_envelope({factura, boleta}, caratula(), cert(), false); }),
+  EXPECT_EQ(code_of([&] { build_envelope({}, example_caratula(), cert(), false); }), "envelope.empty");
+  EXPECT_EQ(code_of([&] { build_envelope({factura, boleta}, example_caratula(), cert(), false); }),
             "envelope.mixed");
-  EXPECT_EQ(code_of([&] { build_envelope({boleta, factura}, caratula(), cert(), true); }),
+  EXPECT_EQ(code_of([&] { build_envelope({boleta, factura}, example_caratula(), cert(), true); }),
             "envelope.mixed");
-  Caratula other = caratula();
+  Caratula other = example_caratula();
   other.rut_emisor = "96874030-K";
   EXPECT_EQ(code_of([&] { build_envelope({factura}, other, cert(), false); }), "envelope.issuer");
-  EXPECT_EQ(code_of([&] { build_envelope({factura, factura}, caratula(), cert(), false); }),
+  EXPECT_EQ(code_of([&] { build_envelope({factura, factura}, example_caratula(), cert(), false); }),
             "envelope.duplicate");
   EXPECT_EQ(code_of([&] {
-              build_envelope(std::vector<std::string>(501, boleta), caratula(), cert(), true);
+              build_envelope(std::vector<std::string>(501, boleta), example_caratula(), cert(), true);
             }),
             "envelope.too_many");
   EXPECT_EQ(code_of([&] {
-              build_envelope(std::vector<std::string>(2001, factura), caratula(), cert(), false);
+              build_envelope(std::vector<std::string>(2001, factura), example_caratula(), cert(), false);
             }),
             "envelope.too_many");
-  Caratula bad_date = caratula();
+  Caratula bad_date = example_caratula();
   bad_date.fch_resol = "22-08-2014";
   EXPECT_EQ(code_of([&] { build_envelope({factura}, bad_date, cert(), false); }),
             "envelope.caratula");
-  EXPECT_EQ(code_of([&] { build_envelope({factura}, caratula(), cert(), false, "1bad id"); }),
+  EXPECT_EQ(code_of([&] { build_envelope({factura}, example_caratula(), cert(), false, "1bad id"); }),
             "envelope.caratula");
   // The certificate is checked at TmstFirmaEnv, as SII does.
-  Caratula past = caratula();
+  Caratula past = example_caratula();
   past.tmst_firma_env = "2020-03-10T10:00:00";
   EXPECT_EQ(code_of([&] { build_envelope({factura}, past, cert(), false); }), "cert.not_yet_valid");
   // An unsigned DTE (the document module's output before signing) cannot be sent.
   json j = json::parse(example_input(33, 43));
   auto unsigned_doc = build_document_xml(normalize(j));
   EXPECT_EQ(code_of([&] {
-              build_envelope({serialize(unsigned_doc.get())}, caratula(), cert(), false);
+              build_envelope({serialize(unsigned_doc.get())}, example_caratula(), cert(), false);
             }),
             "envelope.unsigned");
-  EXPECT_EQ(code_of([&] { build_envelope({"<DTE"}, caratula(), cert(), false); }),
+  EXPECT_EQ(code_of([&] { build_envelope({"<DTE"}, example_caratula(), cert(), false); }),
             "xml.malformed");
 }
 
@@ -155,7 +148,7 @@ TEST(Envelope, TooManyTypesForBoletas) {
   // more than 20 types is likewise impossible with SII's 12 DTE types. Check the counting
   // instead: SubTotDTE lists each type once, in order.
   std::vector<std::string> dtes{sign(41, 51), sign(39, 52), sign(41, 53)};
-  std::string env = build_envelope(dtes, caratula(), cert(), true);
+  std::string env = build_envelope(dtes, example_caratula(), cert(), true);
   auto first = env.find("<TpoDTE>39</TpoDTE>\n<NroDTE>1</NroDTE>");
   auto second = env.find("<TpoDTE>41</TpoDTE>\n<NroDTE>2</NroDTE>");
   EXPECT_NE(first, std::string::npos);
@@ -169,8 +162,8 @@ TEST(Envelope, UtfEightDteIsCarriedAsLatinOneAndStillVerifies) {
   const std::string latin = sign(33, 61);
   auto doc = parse_xml(latin);
   const std::string utf8 = serialize(doc.get(), "UTF-8", false);
-  std::string env = build_envelope({utf8}, caratula(), cert(), false);
+  std::string env = build_envelope({utf8}, example_caratula(), cert(), false);
   expect_valid_and_verified(env, "EnvioDTE", {latin});
-  env = build_envelope({"\xEF\xBB\xBF" + utf8}, caratula(), cert(), false);
+  env = build_envelope({"\xEF\xBB\xBF" + utf8}, example_caratula(), cert(), false);
   expect_valid_and_verified(env, "EnvioDTE", {latin});
 }

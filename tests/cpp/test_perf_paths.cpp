@@ -10,20 +10,9 @@
 using namespace dte;
 using namespace dte::test;
 
-namespace {
-
-SignOptions fixed_options() {
-  SignOptions o;
-  o.keyring = &keyring();
-  o.timestamp = now_timestamp();
-  o.today = o.timestamp.substr(0, 10);
-  return o;
-}
-
-}  // namespace
 
 TEST(PerfPaths, FastSigningIsByteIdenticalToXmlsec) {
-  const SignOptions o = fixed_options();
+  const SignOptions o = fixed_sign_options();
   for (int type : {33, 39, 52, 110}) {
     const std::string input = example_input(type, 11);
     ASSERT_FALSE(input.empty());
@@ -47,7 +36,7 @@ TEST(PerfPaths, FastSigningIsByteIdenticalToXmlsec) {
 }
 
 TEST(PerfPaths, TamperedDocumentsStillFailWithXmlsecReasons) {
-  const SignOptions o = fixed_options();
+  const SignOptions o = fixed_sign_options();
   SignedDte dte = sign_document(example_input(33, 13), caf_for(33), cert(), o);
   VerifyOptions vo;
   vo.keyring = &keyring();
@@ -114,7 +103,7 @@ void expect_same_c14n(const std::string& xml, int* compared) {
 
 TEST(PerfPaths, DirectC14NMatchesLibxml2) {
   int compared = 0;
-  const SignOptions o = fixed_options();
+  const SignOptions o = fixed_sign_options();
   for (int type : {33, 39, 110}) {
     SignedDte dte = sign_document(example_input(type, 21), caf_for(type), cert(), o);
     expect_same_c14n(dte.xml, &compared);

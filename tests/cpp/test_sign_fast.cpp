@@ -22,13 +22,6 @@ namespace {
 
 const int kTypes[] = {33, 34, 39, 41, 43, 46, 52, 56, 61, 110, 111, 112};
 
-SignOptions fixed_options() {
-  SignOptions o;
-  o.keyring = &keyring();
-  o.timestamp = now_timestamp();
-  o.today = o.timestamp.substr(0, 10);
-  return o;
-}
 
 struct Outcome {
   std::string error;  // "code: message", empty on success
@@ -48,13 +41,13 @@ Outcome attempt(const std::function<SignedDte()>& f) {
 // The certificate's first signature goes through xmlsec, which is what teaches the fast paths
 // its KeyInfo text: sign once through the DOM before comparing.
 void warm_up(const Certificate& c) {
-  const SignOptions o = fixed_options();
+  const SignOptions o = fixed_sign_options();
   detail::sign_via_dom(normalize(parse_input(example_input(33, 1))), caf_for(33), c, o, "");
 }
 
 // Both paths on one input. `must_be_fast`: the direct path must not decline it.
 void expect_same(const std::string& input, int type, const std::string& label,
-                 bool must_be_fast = true, const SignOptions& o = fixed_options(),
+                 bool must_be_fast = true, const SignOptions& o = fixed_sign_options(),
                  const std::string& doc_id = "") {
   SCOPED_TRACE(label);
   const Caf& caf = caf_for(type);
@@ -244,16 +237,16 @@ TEST(SignFast, BadInputFailsTheSameWay) {
 TEST(SignFast, UnusualIdsAndTimestampsFallBackToTheSameBytes) {
   warm_up(cert());
   const std::string input = example_input(33, 60);
-  expect_same(input, 33, "custom id", true, fixed_options(), "DOC_60.a-b");
-  expect_same(input, 33, "id with an accent", false, fixed_options(), "Dóc60");
-  SignOptions o = fixed_options();
+  expect_same(input, 33, "custom id", true, fixed_sign_options(), "DOC_60.a-b");
+  expect_same(input, 33, "id with an accent", false, fixed_sign_options(), "Dóc60");
+  SignOptions o = fixed_sign_options();
   o.timestamp += ".5";
   expect_same(input, 33, "timestamp with fraction", false, o);
 }
 
 TEST(SignFast, UnseenCertificateGoesThroughXmlsecFirst) {
   const Certificate fresh = make_cert();
-  const SignOptions o = fixed_options();
+  const SignOptions o = fixed_sign_options();
   const json normalized = normalize(parse_input(example_input(33, 70)));
   EXPECT_FALSE(detail::sign_fast(normalized, caf_for(33), fresh, o.timestamp, "").has_value());
   SignedDte first = sign_document(example_input(33, 70), caf_for(33), fresh, o);
@@ -264,7 +257,7 @@ TEST(SignFast, UnseenCertificateGoesThroughXmlsecFirst) {
 
 TEST(SignFast, OutputVerifiesWithXmlsec1AndOurVerifier) {
   warm_up(cert());
-  const SignOptions o = fixed_options();
+  const SignOptions o = fixed_sign_options();
   VerifyOptions vo;
   vo.keyring = &keyring();
   for (int type : {33, 43, 52, 110}) {
@@ -283,7 +276,7 @@ TEST(SignFast, OutputVerifiesWithXmlsec1AndOurVerifier) {
 
 TEST(SignFast, BatchSigningUsesTheSameBytes) {
   warm_up(cert());
-  const SignOptions o = fixed_options();
+  const SignOptions o = fixed_sign_options();
   std::vector<std::string> inputs;
   for (int i = 0; i < 8; ++i) inputs.push_back(example_input(33, 90 + i));
   const std::vector<const Caf*> cafs{&caf_for(33)};

@@ -54,25 +54,11 @@ bool same_report(const std::string& bytes, const std::string& what, bool with_ke
   return answered;
 }
 
-SignOptions sign_options() {
-  SignOptions o;
-  o.keyring = &keyring();
-  o.timestamp = now_timestamp();
-  o.today = o.timestamp.substr(0, 10);
-  return o;
-}
 
 std::string sign(int type, long long folio) {
-  return sign_document(example_input(type, folio), caf_for(type), cert(), sign_options()).xml;
+  return sign_document(example_input(type, folio), caf_for(type), cert(), fixed_sign_options()).xml;
 }
 
-Caratula caratula() {
-  Caratula c;
-  c.rut_emisor = kIssuer;
-  c.fch_resol = "2014-08-22";
-  c.nro_resol = 80;
-  return c;
-}
 
 constexpr int kTypes[] = {33, 34, 39, 41, 43, 46, 52, 56, 61, 110, 111, 112};
 
@@ -172,9 +158,9 @@ TEST(VerifyStream, EveryTypeAloneAndInEnvelopesAnswersLikeTheDom) {
     EXPECT_TRUE(same_report(xml, "DTE without keyring", false) || boleta_with_xsds) << type;
     (type == 39 || type == 41 ? boletas : dtes).push_back(xml);
   }
-  std::string envio = build_envelope(dtes, caratula(), cert(), false);
+  std::string envio = build_envelope(dtes, example_caratula(), cert(), false);
   EXPECT_TRUE(same_report(envio, "EnvioDTE"));
-  Caratula c = caratula();
+  Caratula c = example_caratula();
   std::string envio_boleta = build_envelope(boletas, c, cert(), true, "SetBoletas");
   EXPECT_TRUE(same_report(envio_boleta, "EnvioBOLETA"));
   // The certificate's validity is checked at TmstFirma(Env) by both.
@@ -187,7 +173,7 @@ TEST(VerifyStream, EveryTypeAloneAndInEnvelopesAnswersLikeTheDom) {
 
 TEST(VerifyStream, EditedDocumentsGetTheDomReport) {
   std::vector<std::string> inputs{sign(33, 61), sign(61, 62), sign(110, 63)};
-  inputs.push_back(build_envelope({sign(33, 64), sign(56, 65)}, caratula(), cert(), false));
+  inputs.push_back(build_envelope({sign(33, 64), sign(56, 65)}, example_caratula(), cert(), false));
   for (const std::string& original : inputs) {
     for (const Edit& e : edits()) {
       std::string edited = original;
@@ -199,7 +185,7 @@ TEST(VerifyStream, EditedDocumentsGetTheDomReport) {
 
 TEST(VerifyStream, ExpiredCertificateAndOtherSignerStillMatch) {
   const Certificate old = make_cert(10, -400);  // expired long before TmstFirma
-  SignOptions o = sign_options();
+  SignOptions o = fixed_sign_options();
   o.check_certificate_validity = false;
   std::string xml = sign_document(example_input(33, 71), caf_for(33), old, o).xml;
   EXPECT_TRUE(same_report(xml, "expired signer"));  // cert.validity fails, signatures verify
@@ -227,7 +213,7 @@ TEST(VerifyStream, SharedSamplesGetTheDomReport) {
 TEST(VerifyStream, EnvelopeFactsAreWhatTheDomReads) {
   std::vector<std::string> dtes{sign(33, 81), sign(61, 82), sign(110, 83), sign(52, 84)};
   for (bool edited : {false, true}) {
-    std::string envio = build_envelope(dtes, caratula(), cert(), false);
+    std::string envio = build_envelope(dtes, example_caratula(), cert(), false);
     if (edited) {
       // Text the serialiser escapes or keeps (entities, a CR, Latin-1), outside signed parts.
       replace_first(envio, "<RutEnvia>", "<!-- x --><RutEnvia>");
@@ -252,7 +238,7 @@ TEST(VerifyStream, EnvelopeFactsAreWhatTheDomReads) {
       EXPECT_EQ(facts.dte_xml[i], serialize_node(nodes[i])) << i;
   }
   // Inside a DTE, a comment (kept by the serialiser) leaves the facts to the DOM.
-  std::string with_comment = build_envelope(dtes, caratula(), cert(), false);
+  std::string with_comment = build_envelope(dtes, example_caratula(), cert(), false);
   replace_first(with_comment, "<Encabezado>", "<Encabezado><!-- c -->");
   detail::EnvelopeFacts facts;
   VerifyReport report;
@@ -265,8 +251,8 @@ TEST(VerifyStream, EnvelopeFactsAreWhatTheDomReads) {
 TEST(VerifyStream, SerialisedDteWithSpecialText) {
   json input = json::parse(example_input(33, 91));
   input["Encabezado"]["Receptor"]["RznSocRecep"] = "A & B <C> \"D\" 'E' Ñandú";
-  SignedDte s = sign_document(input.dump(), caf_for(33), cert(), sign_options());
-  std::string envio = build_envelope({s.xml}, caratula(), cert(), false);
+  SignedDte s = sign_document(input.dump(), caf_for(33), cert(), fixed_sign_options());
+  std::string envio = build_envelope({s.xml}, example_caratula(), cert(), false);
   detail::EnvelopeFacts facts;
   VerifyReport report;
   ASSERT_TRUE(detail::stream_verify(envio, options(true), &report, &facts)) << dump(verify_document(envio, options(false)));
