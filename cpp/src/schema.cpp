@@ -5,12 +5,14 @@
 #include <libxml/xmlschemas.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
 #include <unordered_map>
 #include <vector>
 
 #include "dte/errors.hpp"
+#include "fast_schema.hpp"
 
 namespace dte {
 namespace {
@@ -225,7 +227,17 @@ xmlNode* add_text_child(xmlNode* parent, xmlNs* ns, const char* name, const std:
 
 }  // namespace
 
-SchemaSet::SchemaSet(std::string dir) : dir_(std::move(dir)) {
+namespace {
+bool fast_by_default() {
+  const char* fast = std::getenv("DTE_XSD_FAST");
+  return !(fast && std::string_view(fast) == "0");
+}
+}  // namespace
+
+SchemaSet::SchemaSet(std::string dir) : SchemaSet(std::move(dir), fast_by_default()) {}
+
+SchemaSet::SchemaSet(std::string dir, bool fast_validator)
+    : dir_(std::move(dir)), fast_enabled_(fast_validator) {
   std::error_code ec;
   if (dir_.empty() || !fs::is_directory(dir_, ec)) {
     throw SchemaError("schema.dir_missing",
@@ -247,12 +259,20 @@ std::shared_ptr<SchemaSet> SchemaSet::shared(const std::string& dir) {
   return set;
 }
 
-xmlSchema* SchemaSet::compiled(const std::string& xsd_file) const {
+xmlSchema* SchemaSet::compiled(const std::string& xsd_file,
+                               const detail::FastSchema** fast) const {
   // Compiles happen a handful of times per process; holding the lock through one keeps two
   // threads from compiling the same XSD twice. Validation itself runs outside the lock.
   std::lock_guard lock(mu_);
+  if (fast) *fast = nullptr;
   auto it = cache_.find(xsd_file);
-  if (it != cache_.end()) return it->second.get();
+  if (it != cache_.end()) {
+    if (fast) {
+      auto f = fast_.find(xsd_file);
+      if (f != fast_.end()) *fast = f->second.get();
+    }
+    return it->second.get();
+  }
   if (!is_plain_file_name(xsd_file)) {
     throw SchemaError("schema.file_missing", "'" + xsd_file + "' is not a file name of the folder");
   }
@@ -271,12 +291,30 @@ xmlSchema* SchemaSet::compiled(const std::string& xsd_file) const {
   }
   xmlSchema* raw = schema.get();
   cache_.emplace(xsd_file, std::move(schema));
+  if (fast_enabled_) {
+    std::shared_ptr<const detail::FastSchema> tables =
+        detail::FastSchema::compile(dir_, xsd_file, nullptr);
+    if (fast) *fast = tables.get();
+    fast_.emplace(xsd_file, std::move(tables));
+  }
   return raw;
+}
+
+const detail::FastSchema* SchemaSet::fast_schema(const std::string& xsd_file) const {
+  const detail::FastSchema* fast = nullptr;
+  compiled(xsd_file, &fast);
+  return fast;
 }
 
 namespace {
 
-ValidationResult run_validation(xmlSchema* schema, xmlDoc* doc, IssueSink& sink) {
+ValidationResult run_validation(xmlSchema* schema, const detail::FastSchema* fast, xmlDoc* doc,
+                                IssueSink& sink) {
+  if (fast && detail::fast_accepts(*fast, xmlDocGetRootElement(doc))) {
+    ValidationResult result;
+    result.valid = true;
+    return result;
+  }
   XmlSchemaValidCtxtPtr ctxt(xmlSchemaNewValidCtxt(schema));
   if (!ctxt) throw SchemaError("schema.compile", "cannot create a validation context");
   xmlSchemaSetValidStructuredErrors(ctxt.get(), collect_issue, &sink);
@@ -303,16 +341,17 @@ ValidationResult SchemaSet::validate_with(xmlDoc* doc, const std::string& xsd_fi
   if (!doc || !xmlDocGetRootElement(doc)) throw SchemaError("schema.unknown_root", "empty document");
   xmlSchema* schema = compiled(xsd_file);
   IssueSink sink;
-  ValidationResult result = run_validation(schema, doc, sink);
+  ValidationResult result = run_validation(schema, fast_schema(xsd_file), doc, sink);
   result.schema = xsd_file;
   return result;
 }
 
-xmlSchema* SchemaSet::schema_for_root(std::string_view root_local, std::string* xsd_file) const {
+xmlSchema* SchemaSet::schema_for_root(std::string_view root_local, std::string* xsd_file,
+                                      const detail::FastSchema** fast) const {
   auto it = root_schemas().find(root_local);
   if (it == root_schemas().end()) return nullptr;
   if (xsd_file) *xsd_file = it->second;
-  return compiled(it->second);
+  return compiled(it->second, fast);
 }
 
 ValidationResult SchemaSet::validate(xmlDoc* doc) const {
@@ -382,7 +421,7 @@ ValidationResult SchemaSet::validate(xmlDoc* doc) const {
   map_copies(root, copy, origin);
   IssueSink sink;
   sink.origin = &origin;
-  ValidationResult result = run_validation(schema, wrapper.get(), sink);
+  ValidationResult result = run_validation(schema, fast_schema(xsd), wrapper.get(), sink);
   result.schema = xsd + " (synthesised envelope)";
   return result;
 }

@@ -35,6 +35,7 @@
 #include "dte/handles.hpp"
 #include "dte/schema.hpp"
 #include "dte/xml.hpp"
+#include "fast_schema.hpp"
 #include "verify_internal.hpp"
 
 namespace dte::detail {
@@ -200,6 +201,7 @@ class StreamVerifier {
     subtots_.clear();
     set_dtes_.clear();
     schema_file_.clear();
+    fast_ = false;
     want_facts_ = false;
     facts_ok_ = true;
     dumping_ = dump_open_ = false;
@@ -244,6 +246,9 @@ class StreamVerifier {
   bool finish(VerifyReport* report);
 
   std::string schema_file_;  // the XSD validated against while parsing; empty: none asked
+  // The fast validator when the XSD has its tables (else libxml2's is plugged into the stream).
+  bool fast_ = false;
+  FastValidator fast_validator_;
 
   // Reception's facts; the DTEs of a SetDTE written as xmlNodeDump would.
   void dump_text(std::string_view text);
@@ -589,6 +594,8 @@ void StreamVerifier::start(const xmlChar* local_c, const xmlChar* prefix_c, cons
                            int nb_ns, const xmlChar** ns, int nb_attrs, const xmlChar** attrs) {
   if (declined_) return;
   if (++depth_ > options_->limits.max_depth) return decline();
+  // Not plainly valid: stop here, the DOM verifier has libxml2 say why.
+  if (fast_ && !fast_validator_.start(local_c, uri_c, nb_attrs, attrs)) return decline();
   const std::string_view local = sv(local_c);
   const std::string_view prefix = sv(prefix_c);
   const std::string_view uri = sv(uri_c);
@@ -836,6 +843,7 @@ void StreamVerifier::start(const xmlChar* local_c, const xmlChar* prefix_c, cons
 
 void StreamVerifier::end() {
   if (declined_ || frames_.empty()) return;
+  if (fast_ && !fast_validator_.end()) return decline();
   Frame& f = frames_.back();
   canon_ += "</";
   if (!f.qname_prefix.empty()) {
@@ -876,6 +884,7 @@ void StreamVerifier::end() {
 void StreamVerifier::chars(const xmlChar* ch, int len) {
   if (declined_ || frames_.empty()) return;
   std::string_view text(reinterpret_cast<const char*>(ch), static_cast<std::size_t>(len));
+  if (fast_ && !fast_validator_.chars(text)) return decline();
   append_c14n_text(canon_, text);
   Frame& f = frames_.back();
   if (f.text) f.text->append(text);
@@ -1114,6 +1123,22 @@ bool StreamVerifier::finish(VerifyReport* report) {
   return true;
 }
 
+// libxml2's validation context for a schema, one per thread and schema, kept for the next run.
+xmlSchemaValidCtxt* libxml2_validator(xmlSchema* schema) {
+  struct ThreadValidator {
+    std::vector<std::pair<xmlSchema*, xmlSchemaValidCtxt*>> ctxts;
+    ~ThreadValidator() {
+      for (auto& [schema, v] : ctxts) xmlSchemaFreeValidCtxt(v);
+    }
+  };
+  thread_local ThreadValidator validators;
+  for (auto& [s, v] : validators.ctxts)
+    if (s == schema) return v;
+  xmlSchemaValidCtxt* v = xmlSchemaNewValidCtxt(schema);
+  if (v) validators.ctxts.emplace_back(schema, v);
+  return v;
+}
+
 bool StreamVerifier::run(std::string_view bytes, VerifyReport* report) {
   if (bytes.empty() || bytes.size() > options_->limits.max_bytes ||
       bytes.size() > static_cast<std::size_t>(INT32_MAX))
@@ -1144,27 +1169,22 @@ bool StreamVerifier::run(std::string_view bytes, VerifyReport* report) {
   ctxt->userData = ctxt;
   ctxt_ = ctxt;
 
-  // Schema validation in the same pass: libxml2's XSD validator plugged into the SAX stream (a
-  // validation context per thread and schema, reset by each run).
+  // Schema validation in the same pass: the fast validator where the XSD has its tables (a
+  // document it does not plainly accept stops the stream: the DOM verifier then has libxml2
+  // say why), else libxml2's XSD validator plugged into the SAX stream (a validation context
+  // per thread and schema, reset by each run).
   xmlSchemaValidCtxt* vctxt = nullptr;
   int schema_errors = 0;
   if (options_->schemas) {
-    xmlSchema* schema = options_->schemas->schema_for_root(peek_root(bytes), &schema_file_);
+    const FastSchema* fast = nullptr;
+    xmlSchema* schema = options_->schemas->schema_for_root(peek_root(bytes), &schema_file_, &fast);
     if (!schema) return false;
-    struct ThreadValidator {
-      std::vector<std::pair<xmlSchema*, xmlSchemaValidCtxt*>> ctxts;
-      ~ThreadValidator() {
-        for (auto& [schema, v] : ctxts) xmlSchemaFreeValidCtxt(v);
-      }
-    };
-    thread_local ThreadValidator validators;
-    for (auto& [s, v] : validators.ctxts)
-      if (s == schema) vctxt = v;
-    if (!vctxt) {
-      vctxt = xmlSchemaNewValidCtxt(schema);
-      if (!vctxt) return false;
-      validators.ctxts.emplace_back(schema, vctxt);
-    }
+    fast_ = fast != nullptr;
+    fast_validator_.reset(fast);
+    if (!fast_) vctxt = libxml2_validator(schema);
+    if (!fast_ && !vctxt) return false;
+  }
+  if (vctxt) {
     xmlSchemaSetValidStructuredErrors(
         vctxt, [](void* count, xmlErrorPtr) { ++*static_cast<int*>(count); }, &schema_errors);
   }
@@ -1192,7 +1212,8 @@ bool StreamVerifier::run(std::string_view bytes, VerifyReport* report) {
     ctxt->sax = own_sax;
     ctxt->userData = own_user;
   }
-  const bool schema_ok = !vctxt || (schema_errors == 0 && xmlSchemaIsValid(vctxt) == 1);
+  const bool schema_ok = fast_ ? fast_validator_.accepted()
+                              : !vctxt || (schema_errors == 0 && xmlSchemaIsValid(vctxt) == 1);
   const bool parsed = schema_ok && !declined_ && ctxt->wellFormed && ctxt->nsWellFormed &&
                       depth_ == 0 && !root_.empty();
   bool ok = parsed && finish(report);

@@ -12,11 +12,18 @@
 
 namespace dte {
 
+namespace detail {
+class FastSchema;
+}
+
 class SchemaSet {
  public:
   // `dir` holds SII's XSDs (DTE_v10.xsd, EnvioDTE_v10.xsd, ...). Throws SchemaError
   // "schema.dir_missing" when the folder does not exist.
   explicit SchemaSet(std::string dir);
+  // `fast_validator` false: libxml2 validates every document alone (the reference the tests
+  // compare the fast validator with). The one-argument form enables it unless DTE_XSD_FAST=0.
+  SchemaSet(std::string dir, bool fast_validator);
 
   // One shared instance per folder (compiled schemas live as long as the process).
   static std::shared_ptr<SchemaSet> shared(const std::string& dir);
@@ -26,7 +33,13 @@ class SchemaSet {
   // The compiled XSD SII declares for a root element of this local name, and its file name;
   // nullptr when none does. (validate() checks a bare boleta <DTE> in a synthesised envelope
   // instead: callers that stream must leave those to it.)
-  xmlSchema* schema_for_root(std::string_view root_local, std::string* xsd_file) const;
+  xmlSchema* schema_for_root(std::string_view root_local, std::string* xsd_file,
+                             const detail::FastSchema** fast = nullptr) const;
+
+  // The accept-only fast validator's tables for an XSD (cpp/src/fast_schema.hpp), compiled
+  // with it; nullptr when the XSD uses more than the fast validator models, or when the
+  // environment sets DTE_XSD_FAST=0. A document it accepts is valid; any other goes to libxml2.
+  const detail::FastSchema* fast_schema(const std::string& xsd_file) const;
 
   // Picks the XSD from the root element (DTE, EnvioDTE, EnvioBOLETA, RespuestaDTE,
   // EnvioRecibos, LibroCompraVenta, LibroGuia, ConsumoFolios, AEC...). A bare boleta <DTE>
@@ -42,10 +55,13 @@ class SchemaSet {
   ValidationResult validate_with(xmlDoc* doc, const std::string& xsd_file) const;
 
  private:
-  xmlSchema* compiled(const std::string& xsd_file) const;  // compiles on first use
+  // Compiles on first use; `fast`, when given, receives the fast validator's tables.
+  xmlSchema* compiled(const std::string& xsd_file, const detail::FastSchema** fast = nullptr) const;
   std::string dir_;
   mutable std::mutex mu_;
   mutable std::map<std::string, XmlSchemaPtr> cache_;
+  mutable std::map<std::string, std::shared_ptr<const detail::FastSchema>> fast_;
+  bool fast_enabled_ = true;
 };
 
 }  // namespace dte
