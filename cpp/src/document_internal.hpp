@@ -1,9 +1,11 @@
 // Internals shared by the document_*.cpp files: the XSD-derived element tree and the number
 // helpers (SII's half-up rounding, locale-free parsing and formatting).
 #pragma once
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "dte/document.hpp"
@@ -23,10 +25,24 @@ struct Node {
   int frac;     // fraction digits allowed (kDec)
   bool positive;
   std::vector<Node> children;
+  // find()'s hash table over the children's names (input keys are looked up in every pass over
+  // a document): open addressing, a power of two in size, each slot a name's hash and its
+  // position in `children` plus one (0: empty).
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> slots;
 
   const Node* find(std::string_view key) const noexcept;
   bool repeats() const noexcept { return max != 1; }
 };
+
+// Where a field sits, as a chain through the frames of a walk over a document: spelt out
+// ("Detalle[0].NmbItem") only when a message names it, which most fields never need.
+struct FieldPath {
+  const FieldPath* parent = nullptr;  // nullptr: a member of the document itself
+  std::string_view key;               // a member's name, unless `is_index`
+  std::size_t index = 0;              // a list item's position
+  bool is_index = false;
+};
+std::string path_text(const FieldPath* path);  // "" for the document itself (nullptr)
 
 // The Documento (or Liquidacion / Exportaciones / boleta Documento) tree for a TipoDTE.
 const Node& schema_for(int tipo);
@@ -71,5 +87,20 @@ const TaxCode* tax_code(int code) noexcept;
 
 // A tolerant integer read of a text or number (TipoImp "15", CodRef 1); `fallback` otherwise.
 long long int_of(const json& v, long long fallback = 0) noexcept;
+
+// normalize() of a document the caller gives up (parse_input()'s result): no copy to work on.
+json normalize(json&& input);
+
+// Totales as a re-normalisation would work them out from the lines alone: the document's
+// Totales reduced to kept_totals(), then filled by normalize()'s own sums. `normalized` must be
+// normalize()'s output (shapes, line amounts); throws what normalize() would.
+json totals_from_lines(const json& normalized);
+// What of a stated Totales the lines cannot give: TpoMoneda, TasaIVA and the amounts of specific
+// taxes (rate-less codes) in ImptoReten.
+json kept_totals(const json& totales);
+
+// check_rules() for a document that normalize() has just returned, unchanged: the totals the
+// lines give come from totals_from_lines() instead of normalising a copy again.
+std::vector<Finding> check_normalized_rules(const json& normalized, const RuleContext& context);
 
 }  // namespace dte::detail

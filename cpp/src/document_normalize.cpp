@@ -1,5 +1,7 @@
 // Input JSON -> normalised document: shapes (single objects -> lists, numeric strings ->
 // numbers), defaults, line amounts and totals with SII's half-up rounding.
+#include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -129,9 +131,100 @@ const char* type_name(int tipo) noexcept {
   }
 }
 
+namespace {
+
+// json::parse's document, built by a SAX handler of our own: nlohmann's DOM builder inserts each
+// key into its object at once, and ordered_json's member vector then grows one key at a time,
+// copying every (const) key string it holds at each growth. Here an object's members wait on one
+// shared stack and move into an object reserved once when it closes. Same document: a key
+// given twice keeps its first place and its last value, as json::parse does.
+class DomBuilder {
+ public:
+  json result;
+
+  bool null() { return value(nullptr); }
+  bool boolean(bool v) { return value(v); }
+  bool number_integer(json::number_integer_t v) { return value(v); }
+  bool number_unsigned(json::number_unsigned_t v) { return value(v); }
+  bool number_float(json::number_float_t v, const json::string_t& /*text*/) { return value(v); }
+  bool string(json::string_t& v) { return value(v); }
+  bool binary(json::binary_t& v) { return value(std::move(v)); }
+
+  bool start_object(std::size_t /*len*/) {
+    open_.push_back(Open{json(), members_.size(), std::move(key_)});
+    return true;
+  }
+  bool key(json::string_t& k) {
+    key_ = k;
+    return true;
+  }
+  bool end_object() {
+    Open o = std::move(open_.back());
+    open_.pop_back();
+    json obj(json::value_t::object);
+    auto& out = obj.get_ref<json::object_t&>();
+    // The capacity one-at-a-time growth would leave: normalize() adds keys to these objects.
+    out.reserve(std::bit_ceil(members_.size() - o.first_member));
+    for (std::size_t i = o.first_member; i < members_.size(); ++i) {
+      auto& [k, v] = members_[i];
+      auto same = std::find_if(out.begin(), out.end(), [&](const auto& m) { return m.first == k; });
+      if (same != out.end())
+        same->second = std::move(v);
+      else
+        out.emplace_back(std::move(k), std::move(v));
+    }
+    members_.resize(o.first_member);
+    key_ = std::move(o.key);
+    return value(std::move(obj));
+  }
+  bool start_array(std::size_t /*len*/) {
+    open_.push_back(Open{json(json::value_t::array), kArray, std::move(key_)});
+    return true;
+  }
+  bool end_array() {
+    Open o = std::move(open_.back());
+    open_.pop_back();
+    key_ = std::move(o.key);
+    return value(std::move(o.array));
+  }
+
+  template <class Exception>
+  bool parse_error(std::size_t /*position*/, const std::string& /*token*/, const Exception& e) {
+    throw e;  // the exception's own type, as json::parse throws it
+  }
+
+ private:
+  static constexpr std::size_t kArray = static_cast<std::size_t>(-1);
+  struct Open {
+    json array;                // the array being filled (arrays only)
+    std::size_t first_member;  // objects: where their members start on members_; kArray
+    std::string key;           // the key it goes under in an enclosing object
+  };
+
+  template <class V>
+  bool value(V&& v) {
+    if (open_.empty()) {
+      result = json(std::forward<V>(v));
+    } else if (open_.back().first_member == kArray) {
+      open_.back().array.get_ref<json::array_t&>().emplace_back(std::forward<V>(v));
+    } else {
+      members_.emplace_back(std::move(key_), json(std::forward<V>(v)));
+    }
+    return true;
+  }
+
+  std::vector<Open> open_;
+  std::vector<std::pair<std::string, json>> members_;
+  std::string key_;
+};
+
+}  // namespace
+
 json parse_input(std::string_view json_text) {
   try {
-    return json::parse(json_text.begin(), json_text.end());
+    DomBuilder builder;
+    json::sax_parse(json_text.begin(), json_text.end(), &builder);
+    return std::move(builder.result);
   } catch (const json::parse_error& e) {
     throw DocumentError("input.json", std::string("input is not valid JSON (byte ") +
                                           std::to_string(e.byte) + "): " + e.what());
@@ -158,23 +251,20 @@ int read_type(const json& input) {
   return static_cast<int>(*n);
 }
 
-std::string join(const std::string& path, const char* key) {
-  return path.empty() ? std::string(key) : path + "." + key;
-}
-
-void shape_value(json& value, const Node& node, const std::string& path);
+void shape_value(json& value, const Node& node, const detail::FieldPath* path);
 
 // Walks an object against its schema node: unknown keys are refused (a typo must not vanish),
 // single objects become lists where the XSD allows several, numeric strings become numbers.
-void shape_object(json& obj, const Node& node, const std::string& path) {
+void shape_object(json& obj, const Node& node, const detail::FieldPath* path) {
   if (!obj.is_object())
-    throw DocumentError("input.type", (path.empty() ? std::string("document") : path) +
+    throw DocumentError("input.type", (path ? detail::path_text(path) : std::string("document")) +
                                           " must be an object");
   for (auto it = obj.begin(); it != obj.end();) {
     const Node* child = node.find(it.key());
     if (!child) {
+      const detail::FieldPath unknown{path, it.key()};
       throw DocumentError("input.unknown_field",
-                          "unknown field '" + join(path, it.key().c_str()) +
+                          "unknown field '" + detail::path_text(&unknown) +
                               "' (not in SII's schema for this document type)");
     }
     // LibreDTE-style input uses false/null for "not given".
@@ -182,7 +272,7 @@ void shape_object(json& obj, const Node& node, const std::string& path) {
       it = obj.erase(it);
       continue;
     }
-    std::string child_path = join(path, child->name);
+    const detail::FieldPath child_path{path, child->name};
     if (child->repeats()) {
       if (!it->is_array()) {
         json one = std::move(*it);
@@ -191,19 +281,21 @@ void shape_object(json& obj, const Node& node, const std::string& path) {
       }
       std::size_t i = 0;
       for (json& item : *it) {
-        shape_value(item, *child, child_path + "[" + std::to_string(i) + "]");
+        const detail::FieldPath item_path{&child_path, {}, i, true};
+        shape_value(item, *child, &item_path);
         ++i;
       }
     } else {
       if (it->is_array())
-        throw DocumentError("input.type", child_path + " takes a single value, not a list");
-      shape_value(*it, *child, child_path);
+        throw DocumentError("input.type",
+                            detail::path_text(&child_path) + " takes a single value, not a list");
+      shape_value(*it, *child, &child_path);
     }
     ++it;
   }
 }
 
-void shape_value(json& value, const Node& node, const std::string& path) {
+void shape_value(json& value, const Node& node, const detail::FieldPath* path) {
   switch (node.kind) {
     case Kind::kGroup:
       shape_object(value, node, path);
@@ -212,7 +304,7 @@ void shape_value(json& value, const Node& node, const std::string& path) {
     case Kind::kDec: {
       if (value.is_boolean()) value = value.get<bool>() ? 1 : 0;
       auto n = detail::as_number(value);
-      if (!n) throw DocumentError("input.type", path + " must be a number");
+      if (!n) throw DocumentError("input.type", detail::path_text(path) + " must be a number");
       if (*n == std::floor(*n) && std::fabs(*n) < 9e15L)
         value = static_cast<long long>(*n);
       else
@@ -224,7 +316,7 @@ void shape_value(json& value, const Node& node, const std::string& path) {
       if (value.is_number()) {
         value = detail::scalar_text(value, node);
       } else if (!value.is_string()) {
-        throw DocumentError("input.type", path + " must be text");
+        throw DocumentError("input.type", detail::path_text(path) + " must be text");
       }
       return;
   }
@@ -256,6 +348,20 @@ const TaxCode* tax_code(int code) noexcept {
     if (t.code == code) return &t;
   return nullptr;
 }
+std::string path_text(const FieldPath* path) {
+  if (!path) return {};
+  std::string text = path_text(path->parent);
+  if (path->is_index) {
+    text += '[';
+    text += std::to_string(path->index);
+    text += ']';
+  } else {
+    if (!text.empty()) text += '.';
+    text += path->key;
+  }
+  return text;
+}
+
 long long int_of(const json& v, long long fallback) noexcept {
   auto n = as_number(v);
   if (!n) return fallback;
@@ -285,24 +391,45 @@ void set_number(json& obj, const char* key, long double value, int frac) {
     obj[key] = static_cast<double>(round_to(value, frac));
 }
 
-// Rebuilds an object with its keys in schema order (normalised output reads like the XML).
+// An object with its keys in schema order (normalised output reads like the XML); keys the
+// schema does not have are dropped. Each key is looked up once; an object already in order (most
+// are: input follows the XSD, and normalize appends few keys) is kept, only its groups visited.
 json in_schema_order(json&& obj, const Node& node) {
   if (!obj.is_object()) return std::move(obj);
-  json out = json::object();
-  for (const Node& c : node.children) {
-    auto it = obj.find(c.name);
-    if (it == obj.end()) continue;
-    if (c.kind == Kind::kGroup) {
-      if (it->is_array()) {
-        json arr = json::array();
-        for (json& item : *it) arr.push_back(in_schema_order(std::move(item), c));
-        out[c.name] = std::move(arr);
-      } else {
-        out[c.name] = in_schema_order(std::move(*it), c);
-      }
-    } else {
-      out[c.name] = std::move(*it);
+  std::vector<std::pair<std::size_t, json*>> found;
+  found.reserve(obj.size());
+  bool ordered = true;
+  for (auto it = obj.begin(); it != obj.end(); ++it) {
+    const Node* c = node.find(it.key());
+    if (!c) {
+      ordered = false;
+      continue;
     }
+    const auto index = static_cast<std::size_t>(c - node.children.data());
+    if (!found.empty() && index < found.back().first) ordered = false;
+    found.emplace_back(index, &it.value());
+  }
+  auto visit = [&](json& value, const Node& c) {
+    if (c.kind != Kind::kGroup) return;
+    if (value.is_array()) {
+      for (json& item : value) item = in_schema_order(std::move(item), c);
+    } else {
+      value = in_schema_order(std::move(value), c);
+    }
+  };
+  if (ordered) {
+    for (auto& [index, value] : found) visit(*value, node.children[index]);
+    return std::move(obj);
+  }
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  json out = json::object();
+  auto& members = out.get_ref<json::object_t&>();  // keys are unique: appended as they come
+  members.reserve(found.size());
+  for (auto& [index, value] : found) {
+    const Node& c = node.children[index];
+    visit(*value, c);
+    members.emplace_back(c.name, std::move(*value));
   }
   return out;
 }
@@ -316,129 +443,101 @@ struct Sums {
   std::vector<int> tax_order;
 };
 
-}  // namespace
-
-json normalize(const json& input) {
-  if (!input.is_object()) throw DocumentError("input.type", "the document must be a JSON object");
-  const int tipo = read_type(input);
-  if (!is_supported_type(tipo))
-    throw DocumentError("input.unsupported_type",
-                        "TipoDTE " + std::to_string(tipo) + " is not a supported document type");
-  const bool boleta = is_boleta(tipo);
-  const bool exports = is_export(tipo);
-  const bool exempt_type = is_exempt_type(tipo);
-  const Node& schema = detail::schema_for(tipo);
-
-  json doc = input;
-  // Boletas name the issuer fields differently; accept the invoice names too, so one issuer
-  // record serves every type. Acteco has no place in a boleta.
-  if (boleta && doc["Encabezado"].contains("Emisor") && doc["Encabezado"]["Emisor"].is_object()) {
-    json& em = doc["Encabezado"]["Emisor"];
-    // Copies first: inserting into an ordered_json may move the member being read.
-    if (em.contains("RznSoc") && !em.contains("RznSocEmisor")) {
-      json name = em["RznSoc"];
-      em["RznSocEmisor"] = std::move(name);
-    }
-    if (em.contains("GiroEmis") && !em.contains("GiroEmisor")) {
-      json giro = em["GiroEmis"];
-      em["GiroEmisor"] = std::move(giro);
-    }
-    em.erase("RznSoc");
-    em.erase("GiroEmis");
-    em.erase("Acteco");
+// Amounts in the document's currency: foreign-currency exports keep two decimals, CLP is whole
+// pesos.
+struct Money {
+  int frac = 0;
+  long double round(long double x) const {
+    return frac ? round_to(x, frac) : static_cast<long double>(round_half_up(x));
   }
-  if (boleta && doc["Encabezado"].is_object() && !doc["Encabezado"].contains("Receptor"))
-    doc["Encabezado"]["Receptor"] = json{{"RUTRecep", "66666666-6"}};
-  shape_object(doc, schema, "");
+};
 
-  // ordered_json keeps members in a vector: create every member we hold a reference to
-  // before taking the references, or an insertion would leave them dangling.
-  if (!doc.contains("Detalle")) doc["Detalle"] = json::array();
-  if (!doc["Encabezado"].is_object()) doc["Encabezado"] = json::object();
-  for (const char* k : {"IdDoc", "Totales"})
-    if (!doc["Encabezado"].contains(k)) doc["Encabezado"][k] = json::object();
-  json& enc = doc["Encabezado"];
-  json& id = enc["IdDoc"];
-  if (!has(id, "FchEmis")) id["FchEmis"] = today_date();
-  if (boleta && !has(id, "IndServicio")) id["IndServicio"] = 3;
-  if (!boleta && !has(id, "FmaPago") && tipo != 52) {
-    // A cancellation date means paid cash, a due date means credit; otherwise SII's default
-    // (no FmaPago) is left alone.
-    if (has(id, "FchCancel")) id["FmaPago"] = 1;
-    else if (has(id, "FchVenc")) id["FmaPago"] = 2;
-  }
-  const std::string fch_emis = id["FchEmis"].get<std::string>();
-
-  json& totales = enc["Totales"];
-  // Foreign-currency exports keep two decimals; CLP is whole pesos.
-  int cur_frac = 0;
+Money money_of(bool exports, const json& totales) {
+  Money m;
   if (exports) {
     std::string moneda = totales.value("TpoMoneda", std::string());
-    cur_frac = (moneda.empty() || moneda == "PESO CL") ? 0 : 2;
+    m.frac = (moneda.empty() || moneda == "PESO CL") ? 0 : 2;
   }
-  auto round_amt = [&](long double x) {
-    return cur_frac ? round_to(x, cur_frac) : static_cast<long double>(round_half_up(x));
-  };
+  return m;
+}
 
-  // Lines.
+// A line's amount as normalize fills MontoItem: the stated amount, or quantity x price - discount
+// + surcharge, a discount or surcharge given as a percentage worked out on the rounded base.
+struct LineAmount {
+  long double monto = 0;  // unrounded: the totals sum these
+  bool stated = false;
+  long double desc = 0;
+  long double rec = 0;
+  bool desc_from_pct = false;
+  bool rec_from_pct = false;
+};
+
+LineAmount line_amount(const json& line, const Money& money) {
+  LineAmount a;
+  if (stated(line, "MontoItem")) {
+    a.stated = true;
+    a.monto = num(line, "MontoItem");
+    return a;
+  }
+  const long double qty = has(line, "QtyItem") ? num(line, "QtyItem") : 1;
+  const long double base = money.round(qty * num(line, "PrcItem"));
+  a.desc = num(line, "DescuentoMonto");
+  if (!has(line, "DescuentoMonto") && has(line, "DescuentoPct")) {
+    a.desc = money.round(base * num(line, "DescuentoPct") / 100);
+    a.desc_from_pct = true;
+  }
+  a.rec = num(line, "RecargoMonto");
+  if (!has(line, "RecargoMonto") && has(line, "RecargoPct")) {
+    a.rec = money.round(base * num(line, "RecargoPct") / 100);
+    a.rec_from_pct = true;
+  }
+  a.monto = base - a.desc + a.rec;
+  return a;
+}
+
+// The sums the totals come from: the lines (`montos`: each one's line_amount) by VAT treatment
+// and additional tax, then the global discounts and surcharges, a percentage applying to the
+// line sum of its bucket.
+Sums sum_amounts(const json& doc, const std::vector<long double>& montos, bool exempt_type,
+                 const Money& money) {
   Sums sums;
-  std::size_t n = 0;
-  for (json& line : doc["Detalle"]) {
-    ++n;
-    if (!has(line, "NroLinDet")) line["NroLinDet"] = static_cast<long long>(n);
-    long double monto = 0;
-    if (stated(line, "MontoItem")) {
-      monto = num(line, "MontoItem");
-    } else {
-      long double qty = has(line, "QtyItem") ? num(line, "QtyItem") : 1;
-      long double base = round_amt(qty * num(line, "PrcItem"));
-      long double desc = num(line, "DescuentoMonto");
-      if (!has(line, "DescuentoMonto") && has(line, "DescuentoPct")) {
-        desc = round_amt(base * num(line, "DescuentoPct") / 100);
-        if (desc > 0 && !exports) line["DescuentoMonto"] = round_half_up(desc);
-      }
-      long double rec = num(line, "RecargoMonto");
-      if (!has(line, "RecargoMonto") && has(line, "RecargoPct")) {
-        rec = round_amt(base * num(line, "RecargoPct") / 100);
-        if (rec > 0 && !exports) line["RecargoMonto"] = round_half_up(rec);
-      }
-      monto = base - desc + rec;
-      set_number(line, "MontoItem", monto, cur_frac);
-    }
-    const long long ind_exe = has(line, "IndExe") ? int_of(line["IndExe"]) : 0;
-    // IndExe 2..6 (not billable, guarantees, non-sale items...) stay out of the totals.
-    if (ind_exe >= 2) continue;
-    if (exempt_type || ind_exe == 1) {
-      sums.exempt += monto;
-      sums.has_exempt = true;
-    } else {
-      sums.affected += monto;
-      sums.has_affected = true;
-      if (has(line, "CodImpAdic")) {
-        for (const json& c : line["CodImpAdic"]) {
-          int code = static_cast<int>(int_of(c));
-          if (!sums.tax_base.count(code)) sums.tax_order.push_back(code);
-          sums.tax_base[code] += monto;
+  auto detalle = doc.find("Detalle");
+  std::size_t i = 0;
+  if (detalle != doc.end()) {
+    for (const json& line : *detalle) {
+      const long double monto = montos[i++];
+      const long long ind_exe = has(line, "IndExe") ? int_of(line["IndExe"]) : 0;
+      // IndExe 2..6 (not billable, guarantees, non-sale items...) stay out of the totals.
+      if (ind_exe >= 2) continue;
+      if (exempt_type || ind_exe == 1) {
+        sums.exempt += monto;
+        sums.has_exempt = true;
+      } else {
+        sums.affected += monto;
+        sums.has_affected = true;
+        if (has(line, "CodImpAdic")) {
+          for (const json& c : line["CodImpAdic"]) {
+            int code = static_cast<int>(int_of(c));
+            if (!sums.tax_base.count(code)) sums.tax_order.push_back(code);
+            sums.tax_base[code] += monto;
+          }
         }
       }
     }
   }
 
-  // Global discounts and surcharges: a percentage applies to the line sum of its bucket.
   const long double affected_lines = sums.affected;
   const long double exempt_lines = sums.exempt;
-  if (doc.contains("DscRcgGlobal")) {
-    std::size_t k = 0;
-    for (json& dr : doc["DscRcgGlobal"]) {
-      ++k;
-      if (!has(dr, "NroLinDR")) dr["NroLinDR"] = static_cast<long long>(k);
+  auto globals = doc.find("DscRcgGlobal");
+  if (globals != doc.end()) {
+    for (const json& dr : *globals) {
       const long long ind = has(dr, "IndExeDR") ? int_of(dr["IndExeDR"]) : 0;
       if (ind == 2) continue;  // not billable: outside the totals
       const bool to_exempt = exempt_type || ind == 1;
       const long double bucket = to_exempt ? exempt_lines : affected_lines;
       const std::string tpo_valor = dr.value("TpoValor", std::string("$"));
       long double value = num(dr, "ValorDR");
-      long double amount = tpo_valor == "%" ? round_amt(bucket * value / 100) : value;
+      long double amount = tpo_valor == "%" ? money.round(bucket * value / 100) : value;
       const std::string mov = dr.value("TpoMov", std::string("D"));
       if (mov == "D") amount = -amount;
       (to_exempt ? sums.exempt : sums.affected) += amount;
@@ -449,16 +548,23 @@ json normalize(const json& input) {
     const long double factor = sums.affected / affected_lines;
     for (auto& [code, base] : sums.tax_base) base = round_half_up(base * factor);
   }
+  return sums;
+}
 
-  // Totals.
+// Fills Totales (and OtraMoneda's converted amounts, when given) from the sums; amounts already
+// stated are kept.
+void fill_totals(json& totales, json* otra_moneda, const Sums& sums, int tipo, const json& id,
+                 const Money& money) {
+  const bool exports = is_export(tipo);
+  const bool exempt_type = is_exempt_type(tipo);
   auto fill = [&](const char* key, long double value, int frac = 0) {
     if (!stated(totales, key)) set_number(totales, key, value, frac);
   };
   if (exports) {
-    fill("MntExe", sums.exempt, cur_frac);
-    fill("MntTotal", sums.exempt, cur_frac);
-    if (enc.contains("OtraMoneda") && enc["OtraMoneda"].is_object()) {
-      json& om = enc["OtraMoneda"];
+    fill("MntExe", sums.exempt, money.frac);
+    fill("MntTotal", sums.exempt, money.frac);
+    if (otra_moneda) {
+      json& om = *otra_moneda;
       const long double cambio = num(om, "TpoCambio");
       if (cambio > 0) {
         const int frac = om.value("TpoMoneda", std::string()) == "PESO CL" ? 0 : 4;
@@ -468,7 +574,7 @@ json normalize(const json& input) {
           set_number(om, "MntTotOtrMnda", num(totales, "MntTotal") * cambio, frac);
       }
     }
-  } else if (boleta) {
+  } else if (is_boleta(tipo)) {
     long double neto = 0, iva = 0, total_affected = 0;
     if (tipo == 39 && sums.has_affected) {
       const long long gross = round_half_up(sums.affected);
@@ -511,7 +617,7 @@ json normalize(const json& input) {
       for (int code : sums.tax_order) {
         const detail::TaxCode* t = detail::tax_code(code);
         if (!t || t->rate < 0) continue;  // specific taxes: the amount must be stated
-        const long long monto = round_half_up(sums.tax_base[code] * t->rate / 100);
+        const long long monto = round_half_up(sums.tax_base.at(code) * t->rate / 100);
         json imp = json::object();
         imp["TipoImp"] = std::to_string(code);
         imp["TasaImp"] = t->rate == std::floor(t->rate) ? json(static_cast<long long>(t->rate))
@@ -539,8 +645,8 @@ json normalize(const json& input) {
       totales["IVANoRet"] = round_half_up(iva_final - retained);
     fill("MntTotal", num(totales, "MntNeto") + num(totales, "MntExe") + iva_final + additional -
                          retained);
-    if (enc.contains("OtraMoneda") && enc["OtraMoneda"].is_object()) {
-      json& om = enc["OtraMoneda"];
+    if (otra_moneda) {
+      json& om = *otra_moneda;
       const long double cambio = num(om, "TpoCambio");
       if (cambio > 0) {
         // TpoCambio is pesos per unit of the other currency.
@@ -556,6 +662,92 @@ json normalize(const json& input) {
       }
     }
   }
+}
+
+}  // namespace
+
+json normalize(const json& input) { return detail::normalize(json(input)); }
+
+json detail::normalize(json&& input) {
+  if (!input.is_object()) throw DocumentError("input.type", "the document must be a JSON object");
+  const int tipo = read_type(input);
+  if (!is_supported_type(tipo))
+    throw DocumentError("input.unsupported_type",
+                        "TipoDTE " + std::to_string(tipo) + " is not a supported document type");
+  const bool boleta = is_boleta(tipo);
+  const bool exports = is_export(tipo);
+  const bool exempt_type = is_exempt_type(tipo);
+  const Node& schema = detail::schema_for(tipo);
+
+  json doc = std::move(input);
+  // Boletas name the issuer fields differently; accept the invoice names too, so one issuer
+  // record serves every type. Acteco has no place in a boleta.
+  if (boleta && doc["Encabezado"].contains("Emisor") && doc["Encabezado"]["Emisor"].is_object()) {
+    json& em = doc["Encabezado"]["Emisor"];
+    // Copies first: inserting into an ordered_json may move the member being read.
+    if (em.contains("RznSoc") && !em.contains("RznSocEmisor")) {
+      json name = em["RznSoc"];
+      em["RznSocEmisor"] = std::move(name);
+    }
+    if (em.contains("GiroEmis") && !em.contains("GiroEmisor")) {
+      json giro = em["GiroEmis"];
+      em["GiroEmisor"] = std::move(giro);
+    }
+    em.erase("RznSoc");
+    em.erase("GiroEmis");
+    em.erase("Acteco");
+  }
+  if (boleta && doc["Encabezado"].is_object() && !doc["Encabezado"].contains("Receptor"))
+    doc["Encabezado"]["Receptor"] = json{{"RUTRecep", "66666666-6"}};
+  shape_object(doc, schema, nullptr);
+
+  // ordered_json keeps members in a vector: create every member we hold a reference to
+  // before taking the references, or an insertion would leave them dangling.
+  if (!doc.contains("Detalle")) doc["Detalle"] = json::array();
+  if (!doc["Encabezado"].is_object()) doc["Encabezado"] = json::object();
+  for (const char* k : {"IdDoc", "Totales"})
+    if (!doc["Encabezado"].contains(k)) doc["Encabezado"][k] = json::object();
+  json& enc = doc["Encabezado"];
+  json& id = enc["IdDoc"];
+  if (!has(id, "FchEmis")) id["FchEmis"] = today_date();
+  if (boleta && !has(id, "IndServicio")) id["IndServicio"] = 3;
+  if (!boleta && !has(id, "FmaPago") && tipo != 52) {
+    // A cancellation date means paid cash, a due date means credit; otherwise SII's default
+    // (no FmaPago) is left alone.
+    if (has(id, "FchCancel")) id["FmaPago"] = 1;
+    else if (has(id, "FchVenc")) id["FmaPago"] = 2;
+  }
+  const std::string fch_emis = id["FchEmis"].get<std::string>();
+
+  json& totales = enc["Totales"];
+  const Money money = money_of(exports, totales);
+
+  // Lines: numbers, and MontoItem (with a discount or surcharge given as a percentage) where the
+  // input leaves it out. The totals sum the unrounded amounts.
+  std::vector<long double> montos;
+  std::size_t n = 0;
+  for (json& line : doc["Detalle"]) {
+    ++n;
+    if (!has(line, "NroLinDet")) line["NroLinDet"] = static_cast<long long>(n);
+    const LineAmount a = line_amount(line, money);
+    if (!a.stated) {
+      if (a.desc_from_pct && a.desc > 0 && !exports) line["DescuentoMonto"] = round_half_up(a.desc);
+      if (a.rec_from_pct && a.rec > 0 && !exports) line["RecargoMonto"] = round_half_up(a.rec);
+      set_number(line, "MontoItem", a.monto, money.frac);
+    }
+    montos.push_back(a.monto);
+  }
+  if (doc.contains("DscRcgGlobal")) {
+    std::size_t k = 0;
+    for (json& dr : doc["DscRcgGlobal"]) {
+      ++k;
+      if (!has(dr, "NroLinDR")) dr["NroLinDR"] = static_cast<long long>(k);
+    }
+  }
+  const Sums sums = sum_amounts(doc, montos, exempt_type, money);
+  json* otra_moneda =
+      enc.contains("OtraMoneda") && enc["OtraMoneda"].is_object() ? &enc["OtraMoneda"] : nullptr;
+  fill_totals(totales, otra_moneda, sums, tipo, id, money);
 
   // References: number the lines; FchRef defaults to the issue date (SII requires one).
   if (doc.contains("Referencia")) {
@@ -582,6 +774,56 @@ json normalize(const json& input) {
   }
   return in_schema_order(std::move(doc), schema);
 }
+
+namespace detail {
+
+json kept_totals(const json& totales) {
+  json kept = json::object();
+  if (!totales.is_object()) return kept;
+  for (const char* k : {"TpoMoneda", "TasaIVA"})
+    if (totales.contains(k)) kept[k] = totales[k];
+  auto it = totales.find("ImptoReten");
+  if (it == totales.end()) return kept;
+  // Specific taxes (diesel, gasoline...) have no rate: their stated amount stands. The list may
+  // still be a single object when the document was not normalised.
+  json keep_specific = json::array();
+  auto keep = [&](const json& imp) {
+    const TaxCode* tc = tax_code(static_cast<int>(int_of(imp.value("TipoImp", json()), -1)));
+    if (tc && tc->rate < 0) keep_specific.push_back(imp);
+  };
+  if (it->is_array()) {
+    for (const json& imp : *it) keep(imp);
+  } else if (!it->is_null()) {
+    keep(*it);
+  }
+  if (!keep_specific.empty()) kept["ImptoReten"] = std::move(keep_specific);
+  return kept;
+}
+
+json totals_from_lines(const json& normalized) {
+  static const json empty = json::object();
+  auto member = [](const json& o, const char* key) -> const json& {
+    if (!o.is_object()) return empty;
+    auto it = o.find(key);
+    return it != o.end() ? *it : empty;
+  };
+  const int tipo = read_type(normalized);
+  const json& enc = member(normalized, "Encabezado");
+  json totales = kept_totals(member(enc, "Totales"));
+  const Money money = money_of(is_export(tipo), totales);
+  std::vector<long double> montos;
+  if (auto lines = normalized.find("Detalle"); lines != normalized.end())
+    for (const json& line : *lines) montos.push_back(line_amount(line, money).monto);
+  const Sums sums = sum_amounts(normalized, montos, is_exempt_type(tipo), money);
+  // normalize() converts into OtraMoneda as well, which can fail on its own: on a copy here.
+  const json& om = member(enc, "OtraMoneda");
+  json otra_moneda = om.is_object() && enc.contains("OtraMoneda") ? om : json();
+  fill_totals(totales, otra_moneda.is_object() ? &otra_moneda : nullptr, sums, tipo,
+              member(enc, "IdDoc"), money);
+  return totales;
+}
+
+}  // namespace detail
 
 int doc_type_of(const json& normalized) { return read_type(normalized); }
 

@@ -1,4 +1,5 @@
 // The rule engine: what SII is known to reject (errors) or to alter (warnings), as values.
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -21,7 +22,9 @@ using Sev = Finding::Severity;
 
 class Rules {
  public:
-  Rules(const json& doc, const RuleContext& ctx) : doc_(doc), ctx_(ctx) {}
+  // `normalized_here`: `doc` is normalize()'s output as it returned it (see totals()).
+  Rules(const json& doc, const RuleContext& ctx, bool normalized_here)
+      : doc_(doc), ctx_(ctx), normalized_here_(normalized_here) {}
 
   std::vector<Finding> run();
 
@@ -87,10 +90,11 @@ class Rules {
   void discounts();
   void references();
   void totals();
-  void texts(const json& value, const Node& node, const std::string& path);
+  void texts(const json& value, const Node& node, const detail::FieldPath* path);
 
   const json& doc_;
   const RuleContext& ctx_;
+  const bool normalized_here_;
   std::vector<Finding> out_;
   int tipo_ = 0;
   bool boleta_ = false;
@@ -458,35 +462,26 @@ void Rules::totals() {
             "MntTotal does not add up: MntNeto + MntExe + IVA");
   }
 
-  // The stated amounts against what the lines give.
-  json fresh = doc_;
-  if (fresh.contains("Encabezado") && fresh["Encabezado"].is_object()) {
-    json& ft = fresh["Encabezado"]["Totales"];
-    json kept = json::object();
-    if (ft.is_object()) {
-      for (const char* k : {"TpoMoneda", "TasaIVA"})
-        if (ft.contains(k)) kept[k] = ft[k];
-      if (ft.contains("ImptoReten")) {
-        // Specific taxes (diesel, gasoline...) have no rate: their stated amount stands.
-        json keep_specific = json::array();
-        for (const json* imp : items(ft, "ImptoReten")) {
-          const detail::TaxCode* tc =
-              detail::tax_code(static_cast<int>(int_of(imp->value("TipoImp", json()), -1)));
-          if (tc && tc->rate < 0) keep_specific.push_back(*imp);
-        }
-        if (!keep_specific.empty()) kept["ImptoReten"] = keep_specific;
-      }
-    }
-    ft = kept;
-  }
+  // The stated amounts against what the lines give: the document normalised again with only
+  // what its lines cannot give kept in Totales. normalize()'s own output needs no second pass
+  // (its shapes are already done): its totals come straight from its lines.
   json expected;
   try {
-    expected = normalize(fresh);
+    if (normalized_here_) {
+      expected = detail::totals_from_lines(doc_);
+    } else {
+      json fresh = doc_;
+      if (fresh.contains("Encabezado") && fresh["Encabezado"].is_object()) {
+        json& ft = fresh["Encabezado"]["Totales"];
+        ft = detail::kept_totals(ft);
+      }
+      expected = obj(obj(normalize(fresh), "Encabezado"), "Totales");
+    }
   } catch (const DteError& e) {
     error(e.code(), "", e.what());
     return;
   }
-  const json& et = obj(obj(expected, "Encabezado"), "Totales");
+  const json& et = expected;
   const long double tolerance = export_ ? 0.01L : 0.5L;
   for (const char* k : {"MntNeto", "MntExe", "IVA", "MntTotal"}) {
     const long double want = num(et, k);
@@ -518,38 +513,52 @@ void Rules::totals() {
   }
 }
 
-void Rules::texts(const json& value, const Node& node, const std::string& path) {
+void Rules::texts(const json& value, const Node& node, const detail::FieldPath* path) {
   if (node.kind == Kind::kGroup) {
     if (value.is_array()) {
-      for (std::size_t i = 0; i < value.size(); ++i)
-        texts(value[i], node, path + "[" + std::to_string(i) + "]");
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        const detail::FieldPath item{path, {}, i, true};
+        texts(value[i], node, &item);
+      }
       return;
     }
     if (!value.is_object()) return;
     for (auto it = value.begin(); it != value.end(); ++it) {
+      const detail::FieldPath member{path, it.key()};
       const Node* c = node.find(it.key());
       if (!c) {
-        error("input.unknown_field", path.empty() ? it.key() : path + "." + it.key(),
+        error("input.unknown_field", detail::path_text(&member),
               "unknown field (not in SII's schema for this document type)");
         continue;
       }
-      texts(*it, *c, path.empty() ? it.key() : path + "." + it.key());
+      texts(*it, *c, &member);
     }
     return;
   }
   if (value.is_array()) {
-    for (std::size_t i = 0; i < value.size(); ++i)
-      texts(value[i], node, path + "[" + std::to_string(i) + "]");
+    for (std::size_t i = 0; i < value.size(); ++i) {
+      const detail::FieldPath item{path, {}, i, true};
+      texts(value[i], node, &item);
+    }
     return;
   }
   if (node.kind != Kind::kText || !value.is_string()) return;
   const std::string& s = value.get_ref<const std::string&>();
-  std::string safe = latin1_safe(s);
-  if (safe != s)
-    warn("text.not_latin1", path,
-         "characters ISO-8859-1 cannot hold (or control characters) will be removed");
+  // Printable ASCII is what latin1_safe keeps as it is: no copy to compare for most texts.
+  const bool ascii = std::all_of(s.begin(), s.end(), [](char ch) {
+    const unsigned char u = static_cast<unsigned char>(ch);
+    return u >= 0x20 && u < 0x7F;
+  });
+  std::string converted;
+  if (!ascii) {
+    converted = latin1_safe(s);
+    if (converted != s)
+      warn("text.not_latin1", detail::path_text(path),
+           "characters ISO-8859-1 cannot hold (or control characters) will be removed");
+  }
+  const std::string& safe = ascii ? s : converted;
   if (node.max_len > 0 && utf8_chars(safe) > static_cast<std::size_t>(node.max_len))
-    warn("text.truncated", path,
+    warn("text.truncated", detail::path_text(path),
          "longer than SII's " + std::to_string(node.max_len) + " characters: it will be cut");
 }
 
@@ -576,14 +585,19 @@ std::vector<Finding> Rules::run() {
   discounts();
   references();
   totals();
-  texts(doc_, detail::schema_for(tipo_), "");
+  texts(doc_, detail::schema_for(tipo_), nullptr);
   return out_;
 }
 
 }  // namespace
 
 std::vector<Finding> check_rules(const json& normalized, const RuleContext& context) {
-  return Rules(normalized, context).run();
+  return Rules(normalized, context, /*normalized_here=*/false).run();
+}
+
+std::vector<Finding> detail::check_normalized_rules(const json& normalized,
+                                                    const RuleContext& context) {
+  return Rules(normalized, context, /*normalized_here=*/true).run();
 }
 
 }  // namespace dte

@@ -8,11 +8,32 @@
 namespace dte::detail {
 namespace {
 
+// FNV-1a: Node::find's hash.
+std::uint32_t name_hash(std::string_view name) noexcept {
+  std::uint32_t h = 2166136261u;
+  for (char c : name) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 16777619u;
+  }
+  return h;
+}
+
 Node G(const char* name, int min, int max, std::vector<Node> children) {
-  return Node{name, min, max, Kind::kGroup, 0, 0, false, std::move(children)};
+  // At most half full, so that a miss (an unknown key) ends soon at an empty slot. A repeated
+  // name would be found at its first place, as a walk over `children` finds it.
+  std::size_t size = 8;
+  while (size < 2 * children.size()) size *= 2;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> slots(size, {0, 0});
+  for (std::size_t i = 0; i < children.size(); ++i) {
+    const std::uint32_t h = name_hash(children[i].name);
+    std::size_t s = h & (size - 1);
+    while (slots[s].second != 0) s = (s + 1) & (size - 1);
+    slots[s] = {h, static_cast<std::uint32_t>(i + 1)};
+  }
+  return Node{name, min, max, Kind::kGroup, 0, 0, false, std::move(children), std::move(slots)};
 }
 Node L(const char* name, int min, int max, Kind kind, int max_len, int frac, bool positive) {
-  return Node{name, min, max, kind, max_len, frac, positive, {}};
+  return Node{name, min, max, kind, max_len, frac, positive, {}, {}};
 }
 constexpr Kind kText = Kind::kText;
 constexpr Kind kInt = Kind::kInt;
@@ -670,8 +691,13 @@ const Node& schema_for(int tipo) {
 }
 
 const Node* Node::find(std::string_view key) const noexcept {
-  for (const Node& c : children)
-    if (key == c.name) return &c;
+  if (slots.empty()) return nullptr;
+  const std::uint32_t h = name_hash(key);
+  const std::size_t mask = slots.size() - 1;
+  for (std::size_t s = h & mask; slots[s].second != 0; s = (s + 1) & mask) {
+    const Node& c = children[slots[s].second - 1];
+    if (slots[s].first == h && key == c.name) return &c;
+  }
   return nullptr;
 }
 

@@ -1,5 +1,7 @@
 #include "dte/pipeline.hpp"
 
+#include <openssl/x509.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <algorithm>
@@ -11,6 +13,7 @@
 #include "dte/rut.hpp"
 #include "dte/signer.hpp"
 #include "dte/ted.hpp"
+#include "document_internal.hpp"
 #include "dte/xml.hpp"
 #include "sign_fast.hpp"
 
@@ -86,6 +89,23 @@ xmlNode* document_element(xmlNode* root) {
   return nullptr;
 }
 
+// Certificate::check_valid_at(timestamp), remembered per thread for the last certificate and
+// timestamp that passed: a batch signs its documents at one TmstFirma (or at most a few seconds
+// apart), and reading the certificate's dates back out of ASN.1 every time is not free. The entry
+// holds a reference to the X509, so a remembered address is never another certificate's.
+void check_valid_at(const Certificate& cert, const std::string& timestamp) {
+  thread_local X509Ptr last_cert;
+  thread_local std::string last_timestamp;
+  X509* x509 = cert.x509();
+  if (x509 && x509 == last_cert.get() && timestamp == last_timestamp) return;
+  cert.check_valid_at(timestamp);
+  std::string copy = timestamp;  // before touching the pair: both change or neither
+  if (x509 && X509_up_ref(x509) == 1) {
+    last_cert.reset(x509);
+    last_timestamp.swap(copy);
+  }
+}
+
 // What every signature needs checked first, whichever path then writes the document.
 struct Prepared {
   std::vector<Finding> warnings;
@@ -94,9 +114,14 @@ struct Prepared {
   std::string timestamp;
 };
 
+// `normalized_here`: `normalized` is normalize()'s output, unchanged (the rules then skip a
+// second normalisation).
 Prepared prepare(const json& normalized, const Caf& caf, const Certificate& cert,
-                 const SignOptions& options) {
-  std::vector<Finding> findings = check_rules(normalized, rule_context(&caf, options));
+                 const SignOptions& options, bool normalized_here) {
+  const RuleContext context = rule_context(&caf, options);
+  std::vector<Finding> findings = normalized_here
+                                      ? detail::check_normalized_rules(normalized, context)
+                                      : check_rules(normalized, context);
   std::vector<Finding> errors;
   Prepared p;
   for (auto& f : findings) (f.severity == Sev::kError ? errors : p.warnings).push_back(f);
@@ -111,7 +136,7 @@ Prepared prepare(const json& normalized, const Caf& caf, const Certificate& cert
   if (!cert.has_private_key()) {
     throw CertificateError("cert.no_private_key", "the certificate has no private key to sign with");
   }
-  if (options.check_certificate_validity) cert.check_valid_at(p.timestamp);
+  if (options.check_certificate_validity) check_valid_at(cert, p.timestamp);
   return p;
 }
 
@@ -151,9 +176,10 @@ SignedDte build_via_dom(const json& normalized, const Caf& caf, const Certificat
   return out;
 }
 
+// `normalized` comes straight from normalize().
 SignedDte sign_normalized(const json& normalized, const Caf& caf, const Certificate& cert,
                           const SignOptions& options, const std::string& doc_id) {
-  Prepared prepared = prepare(normalized, caf, cert, options);
+  Prepared prepared = prepare(normalized, caf, cert, options, /*normalized_here=*/true);
   // The direct text path gives the DOM path's bytes; what it declines goes the DOM way.
   if (std::optional<SignedDte> fast =
           detail::sign_fast(normalized, caf, cert, prepared.timestamp, doc_id)) {
@@ -182,7 +208,8 @@ const Caf* pick_caf(const std::vector<const Caf*>& cafs, const json& normalized,
 
 SignedDte detail::sign_via_dom(const json& normalized, const Caf& caf, const Certificate& cert,
                                const SignOptions& options, const std::string& doc_id) {
-  return build_via_dom(normalized, caf, cert, prepare(normalized, caf, cert, options), doc_id);
+  return build_via_dom(normalized, caf, cert,
+                       prepare(normalized, caf, cert, options, /*normalized_here=*/false), doc_id);
 }
 
 std::vector<Finding> precheck(std::string_view input_json, const Caf* caf,
@@ -190,13 +217,13 @@ std::vector<Finding> precheck(std::string_view input_json, const Caf* caf,
   std::vector<Finding> out;
   json normalized;
   try {
-    normalized = normalize(parse_input(input_json));
+    normalized = detail::normalize(parse_input(input_json));
   } catch (const DteError& e) {
     out.push_back(error_finding(e, ""));
     return out;
   }
   try {
-    out = check_rules(normalized, rule_context(caf, options));
+    out = detail::check_normalized_rules(normalized, rule_context(caf, options));
   } catch (const DteError& e) {
     out.push_back(error_finding(e, ""));
   }
@@ -249,7 +276,7 @@ std::vector<Finding> precheck(std::string_view input_json, const Caf* caf,
 
 SignedDte sign_document(std::string_view input_json, const Caf& caf, const Certificate& cert,
                         const SignOptions& options) {
-  json normalized = normalize(parse_input(input_json));
+  json normalized = detail::normalize(parse_input(input_json));
   return sign_normalized(normalized, caf, cert, options, options.doc_id);
 }
 
@@ -261,7 +288,7 @@ std::vector<SignOutcome> sign_many(const std::vector<std::string>& inputs,
       [&](std::size_t i) {
         SignOutcome outcome;
         try {
-          json normalized = normalize(parse_input(inputs[i]));
+          json normalized = detail::normalize(parse_input(inputs[i]));
           const int type = doc_type_of(normalized);
           const long long folio = folio_of(normalized);
           const Caf* caf = pick_caf(cafs, normalized, type, folio);

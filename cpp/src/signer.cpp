@@ -16,10 +16,12 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "dsig_internal.hpp"
 #include "dte/errors.hpp"
@@ -426,12 +428,41 @@ struct KeyInfoText {
   std::string modulus;
   std::string exponent;
   std::string certificate;
+  bool plain = false;  // none holds what signature_text would have to escape
 };
 
 std::mutex key_info_mu;
-std::unordered_map<std::string, KeyInfoText>& key_info_cache() {
-  static auto* cache = new std::unordered_map<std::string, KeyInfoText>;  // outlives pool threads
+std::unordered_map<std::string, std::shared_ptr<const KeyInfoText>>& key_info_cache() {
+  // Outlives pool threads.
+  static auto* cache = new std::unordered_map<std::string, std::shared_ptr<const KeyInfoText>>;
   return *cache;
+}
+
+std::shared_ptr<const KeyInfoText> cached_key_info(const std::string& der) {
+  std::lock_guard lock(key_info_mu);
+  auto it = key_info_cache().find(der);
+  return it != key_info_cache().end() ? it->second : nullptr;
+}
+
+// cached_key_info for `cert`, remembered per thread by certificate object: the lookup by DER
+// (encoding the certificate, hashing it, locking) would otherwise come with every signature. An
+// entry holds a reference to the X509, so a remembered address is never another certificate's.
+std::shared_ptr<const KeyInfoText> key_info_of(const Certificate& cert) {
+  struct Entry {
+    X509Ptr cert;
+    std::shared_ptr<const KeyInfoText> text;
+  };
+  thread_local std::vector<Entry> memo;
+  X509* x509 = cert.x509();
+  if (!x509) return nullptr;
+  for (const Entry& e : memo)
+    if (e.cert.get() == x509) return e.text;
+  std::shared_ptr<const KeyInfoText> text = cached_key_info(cert.cert_der());
+  if (text && X509_up_ref(x509) == 1) {
+    if (memo.size() >= 8) memo.erase(memo.begin());
+    memo.push_back(Entry{X509Ptr(x509), text});
+  }
+  return text;
 }
 
 xmlNode* dsig_element(xmlNode* parent, const char* name) {
@@ -452,18 +483,22 @@ bool plain_id(std::string_view id) {
   return true;
 }
 
+bool plain_base64_text(const std::string& s) {
+  return s.find_first_of("&<>\r\"") == std::string::npos;
+}
+
 void set_text(xmlNode* node, const std::string& text) {
   xmlNodeSetContent(node, nullptr);
   xmlNodeAddContentLen(node, BAD_CAST text.data(), static_cast<int>(text.size()));
 }
 
+// Base64 in xmlsec's layout (lines of xmlSecBase64GetDefaultLineSize() characters, no final
+// line break), written by OpenSSL's block encoder: xmlSecBase64Encode gives the same text at
+// several times the cost.
 std::string base64_lines(const unsigned char* data, std::size_t len) {
-  xmlChar* b64 = xmlSecBase64Encode(data, static_cast<xmlSecSize>(len),
-                                    xmlSecBase64GetDefaultLineSize());
-  if (!b64) return {};
-  std::string out(reinterpret_cast<const char*>(b64));
-  xmlFree(b64);
-  return out;
+  const int line = xmlSecBase64GetDefaultLineSize();
+  return base64_encode(std::string_view(reinterpret_cast<const char*>(data), len),
+                       line > 0 ? static_cast<std::size_t>(line) : 0);
 }
 
 // The signature xmlsec would make over a template built by append_signature for a "#ID"
@@ -583,12 +618,7 @@ void append_signature(xmlDoc* doc, xmlNode* parent, std::string_view reference_i
   std::string cert_key;
   if (!reference_id.empty()) {
     cert_key = cert.cert_der();
-    std::optional<KeyInfoText> text;
-    {
-      std::lock_guard lock(key_info_mu);
-      auto it = key_info_cache().find(cert_key);
-      if (it != key_info_cache().end()) text = it->second;
-    }
+    std::shared_ptr<const KeyInfoText> text = cached_key_info(cert_key);
     try {
       if (text && fast_sign(doc, sig, reference_id, cert.private_key(), *text)) return;
     } catch (const SignatureError& e) {
@@ -615,7 +645,10 @@ void append_signature(xmlDoc* doc, xmlNode* parent, std::string_view reference_i
     xmlNode* modulus = dsig_element(rsa, "Modulus");
     xmlNode* exponent = dsig_element(rsa, "Exponent");
     if (modulus && exponent && x509_cert) {
-      KeyInfoText text{node_text(modulus), node_text(exponent), node_text(x509_cert)};
+      auto text = std::make_shared<KeyInfoText>(
+          KeyInfoText{node_text(modulus), node_text(exponent), node_text(x509_cert)});
+      text->plain = plain_base64_text(text->modulus) && plain_base64_text(text->exponent) &&
+                    plain_base64_text(text->certificate);
       std::lock_guard lock(key_info_mu);
       if (key_info_cache().size() >= 64) key_info_cache().clear();
       key_info_cache().emplace(std::move(cert_key), std::move(text));
@@ -624,10 +657,6 @@ void append_signature(xmlDoc* doc, xmlNode* parent, std::string_view reference_i
 }
 
 namespace {
-
-bool plain_base64_text(const std::string& s) {
-  return s.find_first_of("&<>\r\"") == std::string::npos;
-}
 
 // RSA-SHA1 PKCS#1 v1.5 of `data`; empty on failure.
 std::string rsa_sha1(EVP_PKEY* key, std::string_view data) {
@@ -655,17 +684,8 @@ std::optional<std::string> detail::signature_text(std::string_view target_c14n,
   EVP_PKEY* key = cert.private_key();
   if (!key || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA || !plain_id(reference_id))
     return std::nullopt;
-  std::optional<KeyInfoText> text;
-  {
-    const std::string der = cert.cert_der();
-    std::lock_guard lock(key_info_mu);
-    auto it = key_info_cache().find(der);
-    if (it == key_info_cache().end()) return std::nullopt;
-    text = it->second;
-  }
-  if (!plain_base64_text(text->modulus) || !plain_base64_text(text->exponent) ||
-      !plain_base64_text(text->certificate))
-    return std::nullopt;
+  const std::shared_ptr<const KeyInfoText> text = key_info_of(cert);
+  if (!text || !text->plain) return std::nullopt;
 
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
