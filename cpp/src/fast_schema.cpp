@@ -129,7 +129,7 @@ bool valid_datetime(std::string_view s) {
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
 // Character classes for base64Binary and whitespace, one table lookup per character.
-enum : std::uint8_t { kBad, kB64, kSpace, kPad };
+enum : std::uint8_t { kBad = 0, kB64 = 1, kSpace = 2, kPad = 4 };  // bits: eight ANDed at once
 constexpr std::array<std::uint8_t, 256> kClass = [] {
   std::array<std::uint8_t, 256> t{};
   for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = kB64;
@@ -149,14 +149,34 @@ bool all_space(std::string_view s) {
 }
 
 // Base64 characters with whitespace between them, then at most two '=' at the very end, a
-// multiple of four in all; `octets` receives the decoded length.
+// multiple of four in all, and no stray bits before the padding (the character before "=" encodes
+// its last two bits as zero, before "==" its last four: XSD's canonical rule, which libxml2
+// applies); `octets` receives the decoded length.
 bool valid_base64(std::string_view s, std::size_t* octets) {
   std::size_t n = 0, pad = 0, i = 0;
-  for (; i < s.size(); ++i) {
-    const std::uint8_t k = char_class(s[i]);
+  // Certificates and signatures are long runs of base64 characters: eight at a time, then one
+  // (a line break, the padding) at a time.
+  const auto* u = reinterpret_cast<const unsigned char*>(s.data());
+  while (i < s.size()) {
+    while (i + 8 <= s.size() && (kClass[u[i]] & kClass[u[i + 1]] & kClass[u[i + 2]] &
+                                 kClass[u[i + 3]] & kClass[u[i + 4]] & kClass[u[i + 5]] &
+                                 kClass[u[i + 6]] & kClass[u[i + 7]]) == kB64) {
+      i += 8;
+      n += 8;
+    }
+    if (i == s.size()) break;
+    const std::uint8_t k = kClass[u[i]];
     if (k == kB64) {
       ++n;
     } else if (k != kSpace) {
+      break;
+    }
+    ++i;
+  }
+  char last = 0;  // the last base64 character
+  for (std::size_t j = i; j-- > 0;) {
+    if (kClass[u[j]] == kB64) {
+      last = s[j];
       break;
     }
   }
@@ -169,6 +189,9 @@ bool valid_base64(std::string_view s, std::size_t* octets) {
     }
   }
   if ((n + pad) % 4 != 0) return false;
+  if (pad == 1 && std::string_view("AEIMQUYcgkosw048").find(last) == std::string_view::npos)
+    return false;
+  if (pad == 2 && std::string_view("AQgw").find(last) == std::string_view::npos) return false;
   *octets = (n + pad) / 4 * 3 - pad;
   return true;
 }

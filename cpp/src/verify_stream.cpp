@@ -251,7 +251,7 @@ class StreamVerifier {
   FastValidator fast_validator_;
 
   // Reception's facts; the DTEs of a SetDTE written as xmlNodeDump would.
-  void dump_text(std::string_view text);
+  void dump_text(std::string_view text, bool plain);  // plain: nothing to escape
   void not_dumpable() {
     if (dumping_) facts_ok_ = false;
   }
@@ -885,13 +885,21 @@ void StreamVerifier::chars(const xmlChar* ch, int len) {
   if (declined_ || frames_.empty()) return;
   std::string_view text(reinterpret_cast<const char*>(ch), static_cast<std::size_t>(len));
   if (fast_ && !fast_validator_.chars(text)) return decline();
+  const std::size_t before = canon_.size();
   append_c14n_text(canon_, text);
+  // No byte was escaped: the text holds none of & < > CR, which is also all that the dump and
+  // the DD's canonical form escape, so they take it as it is.
+  const bool plain = canon_.size() - before == text.size();
   Frame& f = frames_.back();
   if (f.text) f.text->append(text);
   if (f.text2) f.text2->append(text);
-  if (dumping_) dump_text(text);
+  if (dumping_) dump_text(text, plain);
   if (f.role == kDd || f.role == kInDd) {
-    append_c14n_text(dtes_.back().dd_canon, text);
+    if (plain) {
+      dtes_.back().dd_canon.append(text);
+    } else {
+      append_c14n_text(dtes_.back().dd_canon, text);
+    }
     // node_text of the DD fields is their whole text; text of an element below a field is
     // refused by child_role (kLeaf has no children), so appending here is exact.
   }
@@ -900,11 +908,15 @@ void StreamVerifier::chars(const xmlChar* ch, int len) {
   }
 }
 
-void StreamVerifier::dump_text(std::string_view text) {
+void StreamVerifier::dump_text(std::string_view text, bool plain) {
   std::string& out = *dump_;
   if (dump_open_) {
     out.push_back('>');
     dump_open_ = false;
+  }
+  if (plain) {
+    out.append(text);
+    return;
   }
   std::size_t i = 0;
   while (i < text.size()) {

@@ -106,9 +106,10 @@ const std::vector<std::string>& probe_values() {
       "2020-02-29", "2021-02-29", "2020-13-01", "0000-01-01", "2020-1-01", " 2020-01-01",
       "2020-01-01T24:00:00", "2020-01-01T10:00:00Z", "2020-01-01T10:00:00", "2020-01-01T10:00:00.5",
       "1999-12-31T23:59:59", "ABC", "12345678-9", "12345678-K", "12345678-k", "1-", "-K",
-      std::string(1001, 'x'), "\xC3\x91" "and\xC3\xBA", "A A", "\n5\n", "QUJD", "QUJD=", "QUI=",
-      "Q===", "QU JD", "#x", "#", "http://a b", "http://www.w3.org/2000/09/xmldsig#sha1",
-      "1.0", "1.00", "2.0", "SHA1withRSA", "T1F1", "1x"};
+      std::string(1001, 'x'), "\xC3\x91" "and\xC3\xBA", "A A", "\n5\n", "QUJD", "QUJD=",
+      "QUI=", "QUJ=", "QR==", "Qg==", "Q===", "QU JD", "QU\nJD", "4OTWXyRl5fw3htjTyZXQtYEsC3D=",
+      "#x", "#", "http://a b", "http://www.w3.org/2000/09/xmldsig#sha1", "1.0", "1.00", "2.0",
+      "SHA1withRSA", "T1F1", "1x"};
   return v;
 }
 
