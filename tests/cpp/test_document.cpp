@@ -11,6 +11,7 @@
 #include "dte/document.hpp"
 #include "dte/errors.hpp"
 #include "dte/xml.hpp"
+#include "../../cpp/src/document_internal.hpp"
 
 namespace fs = std::filesystem;
 using dte::json;
@@ -528,4 +529,58 @@ TEST(DocumentXml, RootElementPerType) {
               std::string::npos)
         << xml;
   }
+}
+
+// The signing pipeline runs the rules on normalize()'s own output without normalising it again
+// (detail::check_normalized_rules); the findings must be check_rules' exactly, for the shipped
+// examples, LibreDTE's JSON examples and variants of them with amounts, dates and lines changed.
+TEST(DocumentRules, NormalizedShortcutFindsWhatCheckRulesFinds) {
+  std::vector<json> inputs;
+  for (const fs::path& dir : {examples_dir(), libredte_dir()}) {
+    if (!fs::is_directory(dir)) continue;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (e.path().extension() != ".json") continue;
+      try {
+        inputs.push_back(dte::parse_input(slurp(e.path())));
+      } catch (const dte::DteError&) {
+      }
+    }
+  }
+  ASSERT_FALSE(inputs.empty());
+  const std::size_t originals = inputs.size();
+  for (std::size_t i = 0; i < originals; ++i) {
+    json a = inputs[i];
+    if (a.contains("Detalle") && a["Detalle"].is_array() && !a["Detalle"].empty()) {
+      a["Detalle"][0]["MontoItem"] = 1;  // a line that does not add up
+      inputs.push_back(a);
+      json b = inputs[i];
+      b["Detalle"].push_back(b["Detalle"][0]);  // a repeated line
+      inputs.push_back(b);
+    }
+    json c = inputs[i];
+    c["Encabezado"]["IdDoc"]["FchEmis"] = "2031-01-01";
+    c["Encabezado"].erase("Totales");
+    inputs.push_back(c);
+  }
+  const dte::RuleContext ctx = at("2024-06-01");
+  int compared = 0;
+  for (const json& in : inputs) {
+    json d;
+    try {
+      d = dte::normalize(in);
+    } catch (const dte::DteError&) {
+      continue;
+    }
+    auto text = [](const std::vector<dte::Finding>& f) {
+      std::string out;
+      for (const auto& x : f)
+        out += x.code + " " + x.field + " " + x.message +
+               (x.severity == dte::Finding::Severity::kError ? " E\n" : " W\n");
+      return out;
+    };
+    EXPECT_EQ(text(dte::detail::check_normalized_rules(d, ctx)), text(dte::check_rules(d, ctx)))
+        << in.dump().substr(0, 300);
+    ++compared;
+  }
+  EXPECT_GT(compared, static_cast<int>(originals));
 }
