@@ -340,13 +340,27 @@ def schemas() -> SchemaSet:
     return SchemaSet(directory)
 
 
+_default_schema_sets: dict[str, SchemaSet | None] = {}
+
+
+def default_schema_set() -> SchemaSet | None:
+    """``schemas()`` when there is an XSD folder, else None: what ``verify``, ``validate`` and
+    reception use when given no set. Remembered per value of ``$DTE_XSD_DIR`` (the shipped
+    folder does not move), so a call does not search the file system for it every time."""
+    key = os.environ.get("DTE_XSD_DIR", "")
+    if key not in _default_schema_sets:
+        directory = schema_dir()
+        _default_schema_sets[key] = SchemaSet(directory) if directory is not None else None
+    return _default_schema_sets[key]
+
+
 def validate(data: bytes, schema_set: SchemaSet | None = None) -> ValidationResult:
     """XSD validation of any SII document.
 
     >>> validate(Path("EnvioDTE.xml").read_bytes()).errors  # doctest: +SKIP
     []
     """
-    return (schema_set or schemas()).validate(data)
+    return (schema_set or default_schema_set() or schemas()).validate(data)
 
 
 # --- documents -------------------------------------------------------------------------------
@@ -588,8 +602,8 @@ def verify(data: bytes, *, keyring: SiiKeyring | None = None,
     ring = keyring if keyring is not None else SiiKeyring.default()
     native_schemas: _core.SchemaSet | None = None
     if check_schema:
-        if schema_set is None and schema_dir() is not None:
-            schema_set = schemas()
+        if schema_set is None:
+            schema_set = default_schema_set()
         if schema_set is not None:
             native_schemas = schema_set._native
     return VerifyReport._from(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from . import _core
-from ._api import Certificate, SchemaSet, SiiKeyring, schema_dir, schemas
+from ._api import Certificate, SchemaSet, SiiKeyring, default_schema_set
 from ._types import Check
 from .certify import xmlread
 from .errors import DocumentError, XmlSyntaxError
@@ -165,7 +165,8 @@ class InboxBatch:
 def _schemas_or_none(schema_set: SchemaSet | None) -> _core.SchemaSet | None:
     if schema_set is not None:
         return schema_set._native
-    return schemas()._native if schema_dir() is not None else None
+    default = default_schema_set()
+    return default._native if default is not None else None
 
 
 def _keyring(keyring: SiiKeyring | None) -> _core.SiiKeyring:

@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "dte/report.hpp"
@@ -21,12 +22,32 @@ auto nogil(F&& fn) -> decltype(fn()) {
   return std::forward<F>(fn)();
 }
 
+// A Python string made once per call site and kept for the life of the process: the keys of the
+// dicts we return come with every check of every document, and making them anew each time was a
+// large part of converting a verification report.
+#define DTE_PY_KEY(text)                                        \
+  ([]() -> py::handle {                                         \
+    static const py::handle interned = py::str(text).release(); \
+    return interned;                                            \
+  }())
+
+// The same for values from a small vocabulary (check names, statuses, empty reasons); the GIL
+// guards the table, which stops growing at a few hundred entries (then values are made anew).
+inline py::object vocabulary_str(const std::string& s) {
+  static auto* table = new std::unordered_map<std::string, py::handle>;
+  auto it = table->find(s);
+  if (it != table->end()) return py::reinterpret_borrow<py::object>(it->second);
+  py::str made(s);
+  if (table->size() < 512) table->emplace(s, made.inc_ref());
+  return made;
+}
+
 inline py::dict to_dict(const dte::Check& c) {
   py::dict d;
-  d["name"] = c.name;
-  d["subject"] = c.subject;
-  d["status"] = dte::to_string(c.status);
-  d["reason"] = c.reason;
+  d[DTE_PY_KEY("name")] = vocabulary_str(c.name);
+  d[DTE_PY_KEY("subject")] = c.subject;
+  d[DTE_PY_KEY("status")] = vocabulary_str(dte::to_string(c.status));
+  d[DTE_PY_KEY("reason")] = c.reason.empty() ? vocabulary_str(c.reason) : py::str(c.reason);
   return d;
 }
 

@@ -52,22 +52,22 @@ py::dict report_dict(const dte::VerifyReport& r) {
   py::list docs;
   for (const auto& v : r.documents) {
     py::dict d;
-    d["id"] = v.id;
-    d["doc_type"] = v.doc_type;
-    d["folio"] = v.folio;
-    d["issuer_rut"] = v.issuer_rut;
-    d["receiver_rut"] = v.receiver_rut;
-    d["issue_date"] = v.issue_date;
-    d["total"] = v.total;
-    d["signed_at"] = v.signed_at;
-    d["ok"] = v.ok;
+    d[DTE_PY_KEY("id")] = v.id;
+    d[DTE_PY_KEY("doc_type")] = v.doc_type;
+    d[DTE_PY_KEY("folio")] = v.folio;
+    d[DTE_PY_KEY("issuer_rut")] = v.issuer_rut;
+    d[DTE_PY_KEY("receiver_rut")] = v.receiver_rut;
+    d[DTE_PY_KEY("issue_date")] = v.issue_date;
+    d[DTE_PY_KEY("total")] = v.total;
+    d[DTE_PY_KEY("signed_at")] = v.signed_at;
+    d[DTE_PY_KEY("ok")] = v.ok;
     docs.append(std::move(d));
   }
   py::dict d;
-  d["kind"] = r.kind;
-  d["ok"] = r.ok();
-  d["checks"] = to_list(r.checks);
-  d["documents"] = std::move(docs);
+  d[DTE_PY_KEY("kind")] = r.kind;
+  d[DTE_PY_KEY("ok")] = r.ok();
+  d[DTE_PY_KEY("checks")] = to_list(r.checks);
+  d[DTE_PY_KEY("documents")] = std::move(docs);
   return d;
 }
 

@@ -23,38 +23,38 @@ py::list checks_list(const std::vector<dte::Check>& checks) { return to_list(che
 
 py::dict envelope_dict(const rc::ReceivedEnvelope& e) {
   py::dict d;
-  d["kind"] = e.kind;
-  d["set_id"] = e.set_id;
-  d["digest"] = e.digest;
-  d["rut_emisor"] = e.rut_emisor;
-  d["rut_envia"] = e.rut_envia;
-  d["rut_receptor"] = e.rut_receptor;
-  d["tmst_firma_env"] = e.tmst_firma_env;
-  d["state"] = e.state;
-  d["glosa"] = e.glosa;
-  d["ok"] = e.ok();
-  d["checks"] = checks_list(e.checks);
+  d[DTE_PY_KEY("kind")] = e.kind;
+  d[DTE_PY_KEY("set_id")] = e.set_id;
+  d[DTE_PY_KEY("digest")] = e.digest;
+  d[DTE_PY_KEY("rut_emisor")] = e.rut_emisor;
+  d[DTE_PY_KEY("rut_envia")] = e.rut_envia;
+  d[DTE_PY_KEY("rut_receptor")] = e.rut_receptor;
+  d[DTE_PY_KEY("tmst_firma_env")] = e.tmst_firma_env;
+  d[DTE_PY_KEY("state")] = e.state;
+  d[DTE_PY_KEY("glosa")] = e.glosa;
+  d[DTE_PY_KEY("ok")] = e.ok();
+  d[DTE_PY_KEY("checks")] = checks_list(e.checks);
   py::list docs;
   for (const auto& r : e.documents) {
     py::dict x;
-    x["id"] = r.doc.id;
-    x["doc_type"] = r.doc.doc_type;
-    x["folio"] = r.doc.folio;
-    x["issuer_rut"] = r.doc.issuer_rut;
-    x["receiver_rut"] = r.doc.receiver_rut;
-    x["issue_date"] = r.doc.issue_date;
-    x["total"] = r.doc.total;
-    x["signed_at"] = r.doc.signed_at;
-    x["key"] = r.key;
-    x["state"] = r.state;
-    x["glosa"] = r.glosa;
-    x["duplicate"] = r.duplicate;
-    x["ok"] = r.ok();
-    x["checks"] = checks_list(r.checks);
-    x["xml"] = py::bytes(r.xml);
+    x[DTE_PY_KEY("id")] = r.doc.id;
+    x[DTE_PY_KEY("doc_type")] = r.doc.doc_type;
+    x[DTE_PY_KEY("folio")] = r.doc.folio;
+    x[DTE_PY_KEY("issuer_rut")] = r.doc.issuer_rut;
+    x[DTE_PY_KEY("receiver_rut")] = r.doc.receiver_rut;
+    x[DTE_PY_KEY("issue_date")] = r.doc.issue_date;
+    x[DTE_PY_KEY("total")] = r.doc.total;
+    x[DTE_PY_KEY("signed_at")] = r.doc.signed_at;
+    x[DTE_PY_KEY("key")] = r.key;
+    x[DTE_PY_KEY("state")] = r.state;
+    x[DTE_PY_KEY("glosa")] = r.glosa;
+    x[DTE_PY_KEY("duplicate")] = r.duplicate;
+    x[DTE_PY_KEY("ok")] = r.ok();
+    x[DTE_PY_KEY("checks")] = checks_list(r.checks);
+    x[DTE_PY_KEY("xml")] = py::bytes(r.xml);
     docs.append(std::move(x));
   }
-  d["documents"] = std::move(docs);
+  d[DTE_PY_KEY("documents")] = std::move(docs);
   return d;
 }
 
