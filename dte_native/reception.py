@@ -43,6 +43,23 @@ RECIBO_DECLARACION: str = _core.RECIBO_DECLARACION
 XmlKind = Literal["EnvioDTE", "RespuestaDTE", "EnvioRecibos", "ResultadoEnvio", "other"]
 
 
+def _checks(items: Iterable[Mapping[str, Any]], memo: dict[Any, Check]) -> list[Check]:
+    """Check objects for the core's dicts; equal checks share one (frozen) object."""
+    out = []
+    for c in items:
+        try:
+            key: Any = (c["name"], c["subject"], c["status"], c["reason"])
+            check = memo.get(key)
+        except (KeyError, TypeError):  # not the core's shape: no sharing
+            key, check = None, None
+        if check is None:
+            check = Check._from(c)
+            if key is not None:
+                memo[key] = check
+        out.append(check)
+    return out
+
+
 @dataclass(frozen=True)
 class ReceivedDocument:
     id: str
@@ -62,11 +79,11 @@ class ReceivedDocument:
     xml: bytes = field(repr=False)
 
     @classmethod
-    def _from(cls, d: Mapping[str, Any]) -> ReceivedDocument:
+    def _from(cls, d: Mapping[str, Any], memo: dict[Any, Check] | None = None) -> ReceivedDocument:
         return cls(d["id"], int(d["doc_type"]), int(d["folio"]), d["issuer_rut"], d["receiver_rut"],
                    d["issue_date"], int(d["total"]), d["signed_at"], d["key"], int(d["state"]),
                    d["glosa"], bool(d["duplicate"]), bool(d["ok"]),
-                   [Check._from(c) for c in d["checks"]], bytes(d["xml"]))
+                   _checks(d["checks"], {} if memo is None else memo), bytes(d["xml"]))
 
 
 @dataclass(frozen=True)
@@ -90,10 +107,11 @@ class ReceivedEnvelope:
 
     @classmethod
     def _from(cls, d: Mapping[str, Any]) -> ReceivedEnvelope:
+        memo: dict[Any, Check] = {}  # each document's checks are also the envelope's: made once
         return cls(d["kind"], d["set_id"], d["digest"], d["rut_emisor"], d["rut_envia"],
                    d["rut_receptor"], d["tmst_firma_env"], int(d["state"]), d["glosa"], bool(d["ok"]),
-                   [Check._from(c) for c in d["checks"]],
-                   [ReceivedDocument._from(x) for x in d["documents"]])
+                   _checks(d["checks"], memo),
+                   [ReceivedDocument._from(x, memo) for x in d["documents"]])
 
 
 @dataclass(frozen=True)
