@@ -9,6 +9,7 @@
 
 #include "dte/report.hpp"
 #include "dte/schema.hpp"
+#include "dte/verify.hpp"
 
 namespace dte_py {
 
@@ -48,6 +49,21 @@ inline py::dict to_dict(const dte::Check& c) {
   d[DTE_PY_KEY("subject")] = c.subject;
   d[DTE_PY_KEY("status")] = vocabulary_str(dte::to_string(c.status));
   d[DTE_PY_KEY("reason")] = c.reason.empty() ? vocabulary_str(c.reason) : py::str(c.reason);
+  return d;
+}
+
+// The facts of a verified document (verify's report and reception's documents), without `ok`,
+// which each caller states its own way.
+inline py::dict document_facts(const dte::VerifiedDocument& v) {
+  py::dict d;
+  d[DTE_PY_KEY("id")] = v.id;
+  d[DTE_PY_KEY("doc_type")] = v.doc_type;
+  d[DTE_PY_KEY("folio")] = v.folio;
+  d[DTE_PY_KEY("issuer_rut")] = v.issuer_rut;
+  d[DTE_PY_KEY("receiver_rut")] = v.receiver_rut;
+  d[DTE_PY_KEY("issue_date")] = v.issue_date;
+  d[DTE_PY_KEY("total")] = v.total;
+  d[DTE_PY_KEY("signed_at")] = v.signed_at;
   return d;
 }
 

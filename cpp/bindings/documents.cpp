@@ -51,15 +51,7 @@ py::dict signed_dict(const dte::SignedDte& s) {
 py::dict report_dict(const dte::VerifyReport& r) {
   py::list docs;
   for (const auto& v : r.documents) {
-    py::dict d;
-    d[DTE_PY_KEY("id")] = v.id;
-    d[DTE_PY_KEY("doc_type")] = v.doc_type;
-    d[DTE_PY_KEY("folio")] = v.folio;
-    d[DTE_PY_KEY("issuer_rut")] = v.issuer_rut;
-    d[DTE_PY_KEY("receiver_rut")] = v.receiver_rut;
-    d[DTE_PY_KEY("issue_date")] = v.issue_date;
-    d[DTE_PY_KEY("total")] = v.total;
-    d[DTE_PY_KEY("signed_at")] = v.signed_at;
+    py::dict d = document_facts(v);
     d[DTE_PY_KEY("ok")] = v.ok;
     docs.append(std::move(d));
   }

@@ -36,15 +36,7 @@ py::dict envelope_dict(const rc::ReceivedEnvelope& e) {
   d[DTE_PY_KEY("checks")] = checks_list(e.checks);
   py::list docs;
   for (const auto& r : e.documents) {
-    py::dict x;
-    x[DTE_PY_KEY("id")] = r.doc.id;
-    x[DTE_PY_KEY("doc_type")] = r.doc.doc_type;
-    x[DTE_PY_KEY("folio")] = r.doc.folio;
-    x[DTE_PY_KEY("issuer_rut")] = r.doc.issuer_rut;
-    x[DTE_PY_KEY("receiver_rut")] = r.doc.receiver_rut;
-    x[DTE_PY_KEY("issue_date")] = r.doc.issue_date;
-    x[DTE_PY_KEY("total")] = r.doc.total;
-    x[DTE_PY_KEY("signed_at")] = r.doc.signed_at;
+    py::dict x = document_facts(r.doc);
     x[DTE_PY_KEY("key")] = r.key;
     x[DTE_PY_KEY("state")] = r.state;
     x[DTE_PY_KEY("glosa")] = r.glosa;
