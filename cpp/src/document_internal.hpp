@@ -2,6 +2,7 @@
 // helpers (SII's half-up rounding, locale-free parsing and formatting).
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,7 +30,9 @@ struct Node {
   // a document): open addressing, a power of two in size, each slot a name's hash and its
   // position in `children` plus one (0: empty).
   std::vector<std::pair<std::uint32_t, std::uint32_t>> slots;
+  std::size_t name_len = 0;  // strlen(name): names are compared with JSON keys all the time
 
+  std::string_view key() const noexcept { return {name, name_len}; }
   const Node* find(std::string_view key) const noexcept;
   bool repeats() const noexcept { return max != 1; }
 };
@@ -71,10 +74,26 @@ std::string scalar_text(const json& v, const Node& node);
 
 // Text reduced to what ISO-8859-1 holds, then cut to `max_len` characters (0 = no limit).
 std::string latin1_safe_text(const std::string& text, int max_len);
+// latin1_safe(s) == s, without building the copy: every character is one latin1_safe keeps
+// (printable ASCII, tab, newline, or a two-byte sequence of U+00A0..U+00FF) and none is cut
+// off. `chars`, when given, receives the number of characters.
+bool latin1_unchanged(std::string_view s, std::size_t* chars = nullptr) noexcept;
+
+// The member `key` of an object; nullptr when absent or `obj` is not an object. json::find
+// with a C string measures the string again at every member it compares.
+inline const json* member(const json& obj, std::string_view key) noexcept {
+  if (!obj.is_object()) return nullptr;
+  for (const auto& m : obj.get_ref<const json::object_t&>())
+    if (m.first.size() == key.size() &&
+        (key.empty() || (m.first[0] == key[0] &&
+                         std::memcmp(m.first.data(), key.data(), key.size()) == 0)))
+      return &m.second;
+  return nullptr;
+}
 
 // Number at a JSON path inside an object, 0 when absent or not numeric.
-long double num(const json& obj, const char* key) noexcept;
-bool has(const json& obj, const char* key) noexcept;
+long double num(const json& obj, std::string_view key) noexcept;
+inline bool has(const json& obj, std::string_view key) noexcept { return member(obj, key); }
 
 struct TaxCode {
   int code;

@@ -1,11 +1,15 @@
 // Input JSON -> normalised document: shapes (single objects -> lists, numeric strings ->
 // numbers), defaults, line amounts and totals with SII's half-up rounding.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <map>
+#include <optional>
 
 #include "document_internal.hpp"
 #include "dte/errors.hpp"
@@ -86,15 +90,9 @@ std::string scalar_text(const json& v, const Node& node) {
   return {};
 }
 
-long double num(const json& obj, const char* key) noexcept {
-  if (!obj.is_object()) return 0;
-  auto it = obj.find(key);
-  if (it == obj.end()) return 0;
-  return as_number(*it).value_or(0);
-}
-
-bool has(const json& obj, const char* key) noexcept {
-  return obj.is_object() && obj.contains(key);
+long double num(const json& obj, std::string_view key) noexcept {
+  const json* v = member(obj, key);
+  return v ? as_number(*v).value_or(0) : 0;
 }
 
 }  // namespace detail
@@ -218,10 +216,255 @@ class DomBuilder {
   std::string key_;
 };
 
+// The common input read directly: what json::parse would build, for plain JSON only (no \u
+// escapes, integers of at most 18 digits, nesting at most 64 deep, well-formed UTF-8 by the
+// lexer's own table). It declines (nullopt) on anything else, valid or not, and the SAX parse
+// then reads the text and reports its errors; the nlohmann lexer costs as much as the rest of
+// normalising the document.
+class DirectParser {
+ public:
+  explicit DirectParser(std::string_view text) : p_(text.data()), end_(text.data() + text.size()) {}
+
+  std::optional<json> run() {
+    json out;
+    if (!value(out, 0)) return std::nullopt;
+    skip_space();
+    if (p_ != end_) return std::nullopt;
+    return out;
+  }
+
+ private:
+  void skip_space() {
+    while (p_ < end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t')) ++p_;
+  }
+
+  bool literal(std::string_view word) {
+    if (static_cast<std::size_t>(end_ - p_) < word.size() ||
+        std::memcmp(p_, word.data(), word.size()) != 0)
+      return false;
+    p_ += word.size();
+    return true;
+  }
+
+  bool value(json& out, int depth) {
+    skip_space();
+    if (p_ == end_) return false;
+    switch (*p_) {
+      case '{': return object(out, depth + 1);
+      case '[': return array(out, depth + 1);
+      case '"': {
+        std::string s;
+        if (!string(s)) return false;
+        out = json(std::move(s));
+        return true;
+      }
+      case 't': out = true; return literal("true");
+      case 'f': out = false; return literal("false");
+      case 'n': out = nullptr; return literal("null");
+      default: return number(out);
+    }
+  }
+
+  // The lexer's number grammar; integers as strtoull / strtoll give them (non-negative ones
+  // unsigned), the rest as strtod does (from_chars rounds the same, correctly).
+  bool number(json& out) {
+    const char* start = p_;
+    const bool negative = p_ < end_ && *p_ == '-';
+    if (negative) ++p_;
+    if (p_ == end_ || *p_ < '0' || *p_ > '9') return false;
+    const char* digits = p_;
+    if (*p_ == '0') {
+      ++p_;
+    } else {
+      while (p_ < end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+    }
+    const std::size_t int_digits = static_cast<std::size_t>(p_ - digits);
+    bool integer = true;
+    if (p_ < end_ && *p_ == '.') {
+      integer = false;
+      ++p_;
+      const char* frac = p_;
+      while (p_ < end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+      if (p_ == frac) return false;
+    }
+    if (p_ < end_ && (*p_ == 'e' || *p_ == 'E')) {
+      integer = false;
+      ++p_;
+      if (p_ < end_ && (*p_ == '+' || *p_ == '-')) ++p_;
+      const char* exp = p_;
+      while (p_ < end_ && *p_ >= '0' && *p_ <= '9') ++p_;
+      if (p_ == exp) return false;
+    }
+    if (integer) {
+      if (int_digits > 18) return false;  // near the limits the lexer's overflow rules apply
+      std::uint64_t v = 0;
+      for (const char* d = digits; d < p_; ++d) v = v * 10 + static_cast<std::uint64_t>(*d - '0');
+      if (negative)
+        out = json(static_cast<json::number_integer_t>(-static_cast<std::int64_t>(v)));
+      else
+        out = json(static_cast<json::number_unsigned_t>(v));
+      return true;
+    }
+    double d = 0;
+    auto [ptr, ec] = std::from_chars(start, p_, d);
+    if (ec != std::errc() || ptr != p_ || !std::isfinite(d)) return false;
+    out = json(static_cast<json::number_float_t>(d));
+    return true;
+  }
+
+  // Bytes of a well-formed UTF-8 sequence at p (RFC 3629, the lexer's ranges); 0 if not one.
+  static std::size_t utf8_length(const unsigned char* p, const unsigned char* end) {
+    auto cont = [&](std::size_t i, unsigned char lo, unsigned char hi) {
+      return p + i < end && p[i] >= lo && p[i] <= hi;
+    };
+    const unsigned char c = p[0];
+    if (c >= 0xC2 && c <= 0xDF) return cont(1, 0x80, 0xBF) ? 2 : 0;
+    if (c == 0xE0) return cont(1, 0xA0, 0xBF) && cont(2, 0x80, 0xBF) ? 3 : 0;
+    if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF)
+      return cont(1, 0x80, 0xBF) && cont(2, 0x80, 0xBF) ? 3 : 0;
+    if (c == 0xED) return cont(1, 0x80, 0x9F) && cont(2, 0x80, 0xBF) ? 3 : 0;
+    if (c == 0xF0) return cont(1, 0x90, 0xBF) && cont(2, 0x80, 0xBF) && cont(3, 0x80, 0xBF) ? 4 : 0;
+    if (c >= 0xF1 && c <= 0xF3)
+      return cont(1, 0x80, 0xBF) && cont(2, 0x80, 0xBF) && cont(3, 0x80, 0xBF) ? 4 : 0;
+    if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2, 0x80, 0xBF) && cont(3, 0x80, 0xBF) ? 4 : 0;
+    return 0;
+  }
+
+  // Bytes a string takes as they are: printable ASCII but the quote and the backslash.
+  static constexpr std::array<bool, 256> kPlain = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0x20; c < 0x80; ++c) t[c] = c != '"' && c != '\\';
+    return t;
+  }();
+
+  // At the opening quote. Escapes other than \uXXXX are read; a control character, a \u or a
+  // byte that does not start well-formed UTF-8 declines.
+  bool string(std::string& out) {
+    ++p_;
+    const char* run = p_;
+    for (;;) {
+      while (p_ < end_ && kPlain[static_cast<unsigned char>(*p_)]) ++p_;
+      if (p_ == end_) return false;
+      const unsigned char c = static_cast<unsigned char>(*p_);
+      if (c == '"') {
+        out.append(run, static_cast<std::size_t>(p_ - run));
+        ++p_;
+        return true;
+      }
+      if (c >= 0x80) {
+        const std::size_t n = utf8_length(reinterpret_cast<const unsigned char*>(p_),
+                                          reinterpret_cast<const unsigned char*>(end_));
+        if (!n) return false;
+        p_ += n;
+        continue;
+      }
+      if (c != '\\' || p_ + 1 >= end_) return false;  // a control character
+      out.append(run, static_cast<std::size_t>(p_ - run));
+      char e;
+      switch (p_[1]) {
+        case '"': e = '"'; break;
+        case '\\': e = '\\'; break;
+        case '/': e = '/'; break;
+        case 'b': e = '\b'; break;
+        case 'f': e = '\f'; break;
+        case 'n': e = '\n'; break;
+        case 'r': e = '\r'; break;
+        case 't': e = '\t'; break;
+        default: return false;
+      }
+      out.push_back(e);
+      p_ += 2;
+      run = p_;
+    }
+  }
+
+  // Members wait on one stack and move into an object reserved once, as DomBuilder does (and
+  // with its capacity); a repeated key keeps its first place and takes the last value.
+  bool object(json& out, int depth) {
+    if (depth > kMaxDepth) return false;
+    ++p_;
+    const std::size_t first = members_.size();
+    skip_space();
+    if (p_ < end_ && *p_ == '}') {
+      ++p_;
+    } else {
+      for (;;) {
+        skip_space();
+        if (p_ == end_ || *p_ != '"') return false;
+        std::string key;
+        if (!string(key)) return false;
+        skip_space();
+        if (p_ == end_ || *p_ != ':') return false;
+        ++p_;
+        json v;
+        if (!value(v, depth)) return false;
+        members_.emplace_back(std::move(key), std::move(v));
+        skip_space();
+        if (p_ == end_) return false;
+        if (*p_ == ',') {
+          ++p_;
+          continue;
+        }
+        if (*p_ != '}') return false;
+        ++p_;
+        break;
+      }
+    }
+    json obj(json::value_t::object);
+    auto& m = obj.get_ref<json::object_t&>();
+    m.reserve(std::bit_ceil(members_.size() - first));
+    for (std::size_t i = first; i < members_.size(); ++i) {
+      auto& [k, v] = members_[i];
+      auto same = std::find_if(m.begin(), m.end(), [&](const auto& x) { return x.first == k; });
+      if (same != m.end())
+        same->second = std::move(v);
+      else
+        m.emplace_back(std::move(k), std::move(v));
+    }
+    members_.resize(first);
+    out = std::move(obj);
+    return true;
+  }
+
+  bool array(json& out, int depth) {
+    if (depth > kMaxDepth) return false;
+    ++p_;
+    json arr(json::value_t::array);
+    auto& items = arr.get_ref<json::array_t&>();
+    skip_space();
+    if (p_ < end_ && *p_ == ']') {
+      ++p_;
+    } else {
+      for (;;) {
+        json v;
+        if (!value(v, depth)) return false;
+        items.push_back(std::move(v));
+        skip_space();
+        if (p_ == end_) return false;
+        if (*p_ == ',') {
+          ++p_;
+          continue;
+        }
+        if (*p_ != ']') return false;
+        ++p_;
+        break;
+      }
+    }
+    out = std::move(arr);
+    return true;
+  }
+
+  static constexpr int kMaxDepth = 64;
+  const char* p_;
+  const char* const end_;
+  std::vector<std::pair<std::string, json>> members_;
+};
+
 }  // namespace
 
 json parse_input(std::string_view json_text) {
   try {
+    if (std::optional<json> direct = DirectParser(json_text).run()) return std::move(*direct);
     DomBuilder builder;
     json::sax_parse(json_text.begin(), json_text.end(), &builder);
     return std::move(builder.result);
@@ -236,11 +479,9 @@ json parse_input(std::string_view json_text) {
 namespace {
 
 int read_type(const json& input) {
-  const json* v = nullptr;
-  if (input.is_object() && input.contains("Encabezado") && input["Encabezado"].is_object() &&
-      input["Encabezado"].contains("IdDoc") && input["Encabezado"]["IdDoc"].is_object() &&
-      input["Encabezado"]["IdDoc"].contains("TipoDTE"))
-    v = &input["Encabezado"]["IdDoc"]["TipoDTE"];
+  const json* enc = detail::member(input, "Encabezado");
+  const json* id = enc ? detail::member(*enc, "IdDoc") : nullptr;
+  const json* v = id ? detail::member(*id, "TipoDTE") : nullptr;
   if (!v) throw DocumentError("input.field", "Encabezado.IdDoc.TipoDTE is required");
   auto n = detail::as_number(*v);
   if (!n || *n != std::floor(*n))
@@ -384,54 +625,69 @@ bool stated(const json& obj, const char* key) {
   return has(obj, key) && num(obj, key) != 0;
 }
 
-void set_number(json& obj, const char* key, long double value, int frac) {
-  if (frac <= 0)
-    obj[key] = round_half_up(value);
-  else
-    obj[key] = static_cast<double>(round_to(value, frac));
+// obj[key], found without building a std::string key (json's operator[] makes one per call);
+// inserted as operator[] inserts when absent (a null member at the end), with room for a few
+// more first: each growth of a member vector copies every (const) key string it holds.
+json& slot(json& obj, std::string_view key) {
+  if (!obj.is_object()) return obj[std::string(key)];  // null becomes an object; others throw
+  auto& members = obj.get_ref<json::object_t&>();
+  for (auto& m : members)
+    if (m.first.size() == key.size() && std::memcmp(m.first.data(), key.data(), key.size()) == 0)
+      return m.second;
+  if (members.size() == members.capacity())
+    members.reserve(std::max<std::size_t>(8, 2 * members.size()));
+  members.emplace_back(std::string(key), json());
+  return members.back().second;
 }
 
-// An object with its keys in schema order (normalised output reads like the XML); keys the
-// schema does not have are dropped. Each key is looked up once; an object already in order (most
-// are: input follows the XSD, and normalize appends few keys) is kept, only its groups visited.
-json in_schema_order(json&& obj, const Node& node) {
-  if (!obj.is_object()) return std::move(obj);
-  std::vector<std::pair<std::size_t, json*>> found;
-  found.reserve(obj.size());
+void set_number(json& obj, const char* key, long double value, int frac) {
+  if (frac <= 0)
+    slot(obj, key) = round_half_up(value);
+  else
+    slot(obj, key) = static_cast<double>(round_to(value, frac));
+}
+
+// An object put in schema order, in place (normalised output reads like the XML); keys the
+// schema does not have are dropped. Each key is looked up once; an object already in order
+// (input follows the XSD) is left as it is, only its groups visited.
+void in_schema_order(json& obj, const Node& node) {
+  if (!obj.is_object()) return;
+  auto& members = obj.get_ref<json::object_t&>();
+  // Where each known member goes; on the stack for objects of ordinary size.
+  constexpr std::size_t kLocal = 48;
+  std::pair<std::size_t, json*> local[kLocal];
+  std::vector<std::pair<std::size_t, json*>> heap;
+  std::pair<std::size_t, json*>* found = local;
+  if (members.size() > kLocal) {
+    heap.resize(members.size());
+    found = heap.data();
+  }
+  std::size_t count = 0;
   bool ordered = true;
-  for (auto it = obj.begin(); it != obj.end(); ++it) {
-    const Node* c = node.find(it.key());
+  for (auto& [key, value] : members) {
+    const Node* c = node.find(key);
     if (!c) {
       ordered = false;
       continue;
     }
     const auto index = static_cast<std::size_t>(c - node.children.data());
-    if (!found.empty() && index < found.back().first) ordered = false;
-    found.emplace_back(index, &it.value());
-  }
-  auto visit = [&](json& value, const Node& c) {
-    if (c.kind != Kind::kGroup) return;
+    if (count && index < found[count - 1].first) ordered = false;
+    found[count++] = {index, &value};
+    if (c->kind != Kind::kGroup) continue;
     if (value.is_array()) {
-      for (json& item : value) item = in_schema_order(std::move(item), c);
+      for (json& item : value) in_schema_order(item, *c);
     } else {
-      value = in_schema_order(std::move(value), c);
+      in_schema_order(value, *c);
     }
-  };
-  if (ordered) {
-    for (auto& [index, value] : found) visit(*value, node.children[index]);
-    return std::move(obj);
   }
-  std::sort(found.begin(), found.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (ordered) return;
+  std::sort(found, found + count, [](const auto& a, const auto& b) { return a.first < b.first; });
   json out = json::object();
-  auto& members = out.get_ref<json::object_t&>();  // keys are unique: appended as they come
-  members.reserve(found.size());
-  for (auto& [index, value] : found) {
-    const Node& c = node.children[index];
-    visit(*value, c);
-    members.emplace_back(c.name, std::move(*value));
-  }
-  return out;
+  auto& sorted = out.get_ref<json::object_t&>();  // keys are unique: appended as they come
+  sorted.reserve(count);
+  for (std::size_t i = 0; i < count; ++i)
+    sorted.emplace_back(node.children[found[i].first].name, std::move(*found[i].second));
+  obj = std::move(out);
 }
 
 struct Sums {
@@ -606,7 +862,7 @@ void fill_totals(json& totales, json* otra_moneda, const Sums& sums, int tipo, c
     if (affected_doc && !zero_guia) {
       fill("MntNeto", neto);
       if (sums.has_exempt) fill("MntExe", sums.exempt);
-      if (!has(totales, "TasaIVA")) totales["TasaIVA"] = static_cast<long long>(tasa);
+      if (!has(totales, "TasaIVA")) slot(totales, "TasaIVA") = static_cast<long long>(tasa);
       fill("IVA", iva);
     } else if (sums.has_exempt && !zero_guia) {
       fill("MntExe", sums.exempt);
@@ -619,13 +875,13 @@ void fill_totals(json& totales, json* otra_moneda, const Sums& sums, int tipo, c
         if (!t || t->rate < 0) continue;  // specific taxes: the amount must be stated
         const long long monto = round_half_up(sums.tax_base.at(code) * t->rate / 100);
         json imp = json::object();
-        imp["TipoImp"] = std::to_string(code);
-        imp["TasaImp"] = t->rate == std::floor(t->rate) ? json(static_cast<long long>(t->rate))
+        slot(imp, "TipoImp") = std::to_string(code);
+        slot(imp, "TasaImp") = t->rate == std::floor(t->rate) ? json(static_cast<long long>(t->rate))
                                                         : json(t->rate);
-        imp["MontoImp"] = monto;
+        slot(imp, "MontoImp") = monto;
         list.push_back(std::move(imp));
       }
-      if (!list.empty()) totales["ImptoReten"] = std::move(list);
+      if (!list.empty()) slot(totales, "ImptoReten") = std::move(list);
     }
     if (has(totales, "ImptoReten")) {
       for (const json& imp : totales["ImptoReten"]) {
@@ -642,7 +898,7 @@ void fill_totals(json& totales, json* otra_moneda, const Sums& sums, int tipo, c
     }
     const long double iva_final = num(totales, "IVA");
     if (partial && retained > 0 && retained < iva_final && !stated(totales, "IVANoRet"))
-      totales["IVANoRet"] = round_half_up(iva_final - retained);
+      slot(totales, "IVANoRet") = round_half_up(iva_final - retained);
     fill("MntTotal", num(totales, "MntNeto") + num(totales, "MntExe") + iva_final + additional -
                          retained);
     if (otra_moneda) {
@@ -682,97 +938,98 @@ json detail::normalize(json&& input) {
   json doc = std::move(input);
   // Boletas name the issuer fields differently; accept the invoice names too, so one issuer
   // record serves every type. Acteco has no place in a boleta.
-  if (boleta && doc["Encabezado"].contains("Emisor") && doc["Encabezado"]["Emisor"].is_object()) {
-    json& em = doc["Encabezado"]["Emisor"];
+  if (boleta && slot(doc, "Encabezado").contains("Emisor") && slot(slot(doc, "Encabezado"), "Emisor").is_object()) {
+    json& em = slot(slot(doc, "Encabezado"), "Emisor");
     // Copies first: inserting into an ordered_json may move the member being read.
     if (em.contains("RznSoc") && !em.contains("RznSocEmisor")) {
-      json name = em["RznSoc"];
-      em["RznSocEmisor"] = std::move(name);
+      json name = slot(em, "RznSoc");
+      slot(em, "RznSocEmisor") = std::move(name);
     }
     if (em.contains("GiroEmis") && !em.contains("GiroEmisor")) {
-      json giro = em["GiroEmis"];
-      em["GiroEmisor"] = std::move(giro);
+      json giro = slot(em, "GiroEmis");
+      slot(em, "GiroEmisor") = std::move(giro);
     }
     em.erase("RznSoc");
     em.erase("GiroEmis");
     em.erase("Acteco");
   }
-  if (boleta && doc["Encabezado"].is_object() && !doc["Encabezado"].contains("Receptor"))
-    doc["Encabezado"]["Receptor"] = json{{"RUTRecep", "66666666-6"}};
+  if (boleta && slot(doc, "Encabezado").is_object() && !slot(doc, "Encabezado").contains("Receptor"))
+    slot(slot(doc, "Encabezado"), "Receptor") = json{{"RUTRecep", "66666666-6"}};
   shape_object(doc, schema, nullptr);
 
   // ordered_json keeps members in a vector: create every member we hold a reference to
   // before taking the references, or an insertion would leave them dangling.
-  if (!doc.contains("Detalle")) doc["Detalle"] = json::array();
-  if (!doc["Encabezado"].is_object()) doc["Encabezado"] = json::object();
+  if (!doc.contains("Detalle")) slot(doc, "Detalle") = json::array();
+  if (!slot(doc, "Encabezado").is_object()) slot(doc, "Encabezado") = json::object();
   for (const char* k : {"IdDoc", "Totales"})
-    if (!doc["Encabezado"].contains(k)) doc["Encabezado"][k] = json::object();
-  json& enc = doc["Encabezado"];
-  json& id = enc["IdDoc"];
-  if (!has(id, "FchEmis")) id["FchEmis"] = today_date();
-  if (boleta && !has(id, "IndServicio")) id["IndServicio"] = 3;
+    if (!slot(doc, "Encabezado").contains(k)) slot(doc, "Encabezado")[k] = json::object();
+  json& enc = slot(doc, "Encabezado");
+  json& id = slot(enc, "IdDoc");
+  if (!has(id, "FchEmis")) slot(id, "FchEmis") = today_date();
+  if (boleta && !has(id, "IndServicio")) slot(id, "IndServicio") = 3;
   if (!boleta && !has(id, "FmaPago") && tipo != 52) {
     // A cancellation date means paid cash, a due date means credit; otherwise SII's default
     // (no FmaPago) is left alone.
-    if (has(id, "FchCancel")) id["FmaPago"] = 1;
-    else if (has(id, "FchVenc")) id["FmaPago"] = 2;
+    if (has(id, "FchCancel")) slot(id, "FmaPago") = 1;
+    else if (has(id, "FchVenc")) slot(id, "FmaPago") = 2;
   }
-  const std::string fch_emis = id["FchEmis"].get<std::string>();
+  const std::string fch_emis = slot(id, "FchEmis").get<std::string>();
 
-  json& totales = enc["Totales"];
+  json& totales = slot(enc, "Totales");
   const Money money = money_of(exports, totales);
 
   // Lines: numbers, and MontoItem (with a discount or surcharge given as a percentage) where the
   // input leaves it out. The totals sum the unrounded amounts.
   std::vector<long double> montos;
   std::size_t n = 0;
-  for (json& line : doc["Detalle"]) {
+  for (json& line : slot(doc, "Detalle")) {
     ++n;
-    if (!has(line, "NroLinDet")) line["NroLinDet"] = static_cast<long long>(n);
+    if (!has(line, "NroLinDet")) slot(line, "NroLinDet") = static_cast<long long>(n);
     const LineAmount a = line_amount(line, money);
     if (!a.stated) {
-      if (a.desc_from_pct && a.desc > 0 && !exports) line["DescuentoMonto"] = round_half_up(a.desc);
-      if (a.rec_from_pct && a.rec > 0 && !exports) line["RecargoMonto"] = round_half_up(a.rec);
+      if (a.desc_from_pct && a.desc > 0 && !exports) slot(line, "DescuentoMonto") = round_half_up(a.desc);
+      if (a.rec_from_pct && a.rec > 0 && !exports) slot(line, "RecargoMonto") = round_half_up(a.rec);
       set_number(line, "MontoItem", a.monto, money.frac);
     }
     montos.push_back(a.monto);
   }
   if (doc.contains("DscRcgGlobal")) {
     std::size_t k = 0;
-    for (json& dr : doc["DscRcgGlobal"]) {
+    for (json& dr : slot(doc, "DscRcgGlobal")) {
       ++k;
-      if (!has(dr, "NroLinDR")) dr["NroLinDR"] = static_cast<long long>(k);
+      if (!has(dr, "NroLinDR")) slot(dr, "NroLinDR") = static_cast<long long>(k);
     }
   }
   const Sums sums = sum_amounts(doc, montos, exempt_type, money);
   json* otra_moneda =
-      enc.contains("OtraMoneda") && enc["OtraMoneda"].is_object() ? &enc["OtraMoneda"] : nullptr;
+      enc.contains("OtraMoneda") && slot(enc, "OtraMoneda").is_object() ? &slot(enc, "OtraMoneda") : nullptr;
   fill_totals(totales, otra_moneda, sums, tipo, id, money);
 
   // References: number the lines; FchRef defaults to the issue date (SII requires one).
   if (doc.contains("Referencia")) {
     std::size_t k = 0;
-    for (json& ref : doc["Referencia"]) {
+    for (json& ref : slot(doc, "Referencia")) {
       ++k;
-      if (!has(ref, "NroLinRef")) ref["NroLinRef"] = static_cast<long long>(k);
-      if (!boleta && !has(ref, "FchRef")) ref["FchRef"] = fch_emis;
+      if (!has(ref, "NroLinRef")) slot(ref, "NroLinRef") = static_cast<long long>(k);
+      if (!boleta && !has(ref, "FchRef")) slot(ref, "FchRef") = fch_emis;
     }
   }
   if (doc.contains("SubTotInfo")) {
     std::size_t k = 0;
-    for (json& sti : doc["SubTotInfo"]) {
+    for (json& sti : slot(doc, "SubTotInfo")) {
       ++k;
-      if (!has(sti, "NroSTI")) sti["NroSTI"] = static_cast<long long>(k);
+      if (!has(sti, "NroSTI")) slot(sti, "NroSTI") = static_cast<long long>(k);
     }
   }
   if (doc.contains("Comisiones")) {
     std::size_t k = 0;
-    for (json& com : doc["Comisiones"]) {
+    for (json& com : slot(doc, "Comisiones")) {
       ++k;
-      if (!has(com, "NroLinCom")) com["NroLinCom"] = static_cast<long long>(k);
+      if (!has(com, "NroLinCom")) slot(com, "NroLinCom") = static_cast<long long>(k);
     }
   }
-  return in_schema_order(std::move(doc), schema);
+  in_schema_order(doc, schema);
+  return doc;
 }
 
 namespace detail {
@@ -781,7 +1038,7 @@ json kept_totals(const json& totales) {
   json kept = json::object();
   if (!totales.is_object()) return kept;
   for (const char* k : {"TpoMoneda", "TasaIVA"})
-    if (totales.contains(k)) kept[k] = totales[k];
+    if (const json* v = member(totales, k)) slot(kept, k) = *v;
   auto it = totales.find("ImptoReten");
   if (it == totales.end()) return kept;
   // Specific taxes (diesel, gasoline...) have no rate: their stated amount stands. The list may

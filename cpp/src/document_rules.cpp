@@ -1,5 +1,4 @@
 // The rule engine: what SII is known to reject (errors) or to alter (warnings), as values.
-#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -41,33 +40,34 @@ class Rules {
 
   const json& obj(const json& parent, const char* key) const {
     static const json empty = json::object();
-    if (!parent.is_object()) return empty;
-    auto it = parent.find(key);
-    return it != parent.end() && it->is_object() ? *it : empty;
+    const json* it = detail::member(parent, key);
+    return it && it->is_object() ? *it : empty;
   }
   // Lists may still be single objects when the input was not normalised.
   std::vector<const json*> items(const json& parent, const char* key) const {
     std::vector<const json*> v;
-    if (!parent.is_object()) return v;
-    auto it = parent.find(key);
-    if (it == parent.end()) return v;
+    const json* it = detail::member(parent, key);
+    if (!it) return v;
     if (it->is_array()) {
+      v.reserve(it->size());
       for (const json& x : *it) v.push_back(&x);
     } else if (!it->is_null()) {
-      v.push_back(&*it);
+      v.push_back(it);
     }
     return v;
   }
   std::string text(const json& o, const char* key) const {
-    if (!has(o, key)) return {};
-    const json& v = o[key];
+    const json* found = detail::member(o, key);
+    if (!found) return {};
+    const json& v = *found;
     if (v.is_string()) return v.get<std::string>();
     if (v.is_number()) return detail::format_number(*as_number(v), 6);
     return {};
   }
   bool filled(const json& o, const char* key) const {
-    if (!has(o, key)) return false;
-    const json& v = o[key];
+    const json* found = detail::member(o, key);
+    if (!found) return false;
+    const json& v = *found;
     if (v.is_string()) {
       for (char c : v.get_ref<const std::string&>())
         if (c != ' ' && c != '\t' && c != '\n') return true;
@@ -544,20 +544,19 @@ void Rules::texts(const json& value, const Node& node, const detail::FieldPath* 
   }
   if (node.kind != Kind::kText || !value.is_string()) return;
   const std::string& s = value.get_ref<const std::string&>();
-  // Printable ASCII is what latin1_safe keeps as it is: no copy to compare for most texts.
-  const bool ascii = std::all_of(s.begin(), s.end(), [](char ch) {
-    const unsigned char u = static_cast<unsigned char>(ch);
-    return u >= 0x20 && u < 0x7F;
-  });
+  // Most texts are what latin1_safe keeps as it is: no copy to compare for those.
   std::string converted;
-  if (!ascii) {
+  const bool unchanged = detail::latin1_unchanged(s);
+  if (!unchanged) {
     converted = latin1_safe(s);
     if (converted != s)
       warn("text.not_latin1", detail::path_text(path),
            "characters ISO-8859-1 cannot hold (or control characters) will be removed");
   }
-  const std::string& safe = ascii ? s : converted;
-  if (node.max_len > 0 && utf8_chars(safe) > static_cast<std::size_t>(node.max_len))
+  const std::string& safe = unchanged ? s : converted;
+  // A text no longer in bytes than the limit is within it in characters.
+  const auto max_len = static_cast<std::size_t>(node.max_len);
+  if (node.max_len > 0 && safe.size() > max_len && utf8_chars(safe) > max_len)
     warn("text.truncated", detail::path_text(path),
          "longer than SII's " + std::to_string(node.max_len) + " characters: it will be cut");
 }

@@ -1,8 +1,11 @@
 // Normalised document -> unsigned <DTE><Documento> in XSD sequence order.
 #include <libxml/tree.h>
 
+#include <array>
 #include <optional>
+#include <string_view>
 
+#include <cstdint>
 #include <cstring>
 
 #include "document_internal.hpp"
@@ -102,7 +105,7 @@ class TextWalk {
       auto it = obj.begin();
       for (const Node& c : node.children) {
         if (it == obj.end()) break;
-        if (it.key() != c.name) continue;
+        if (it.key() != c.key()) continue;
         if (!value(c, it.value())) return false;
         ++it;
       }
@@ -110,8 +113,8 @@ class TextWalk {
       for (auto it = obj.begin(); it != obj.end(); ++it)
         if (!node.find(it.key())) return false;
       for (const Node& c : node.children) {
-        auto it = obj.find(c.name);
-        if (it != obj.end() && !value(c, *it)) return false;
+        const json* v = detail::member(obj, c.key());
+        if (v && !value(c, *v)) return false;
       }
     }
     if (any) close_indent(level);
@@ -147,48 +150,46 @@ class TextWalk {
       }
       return leaf(c, text, level, mask, claimed, any);
     }
-    const unsigned mine = take(c.name, level, mask, claimed);
+    const unsigned mine = mask ? take(c.key(), level, mask, claimed) : 0;
     any = true;
     open_indent(level);
     out_.push_back('<');
-    out_ += c.name;
+    out_ += c.key();
     out_.push_back('>');
-    for (unsigned p = 0; p < detail::kTedPaths.size(); ++p)
+    for (unsigned p = 0; mine >> p; ++p)
       if ((mine >> p) & 1U && last_component(p, level)) bad_ = true;  // a group's text: unusual
     if (!group(c, v, level, mine)) return false;
     out_ += "</";
-    out_ += c.name;
+    out_ += c.key();
     out_.push_back('>');
     return true;
   }
 
   bool leaf(const Node& c, const std::string& text, int level, unsigned mask, unsigned& claimed,
             bool& any) {
-    const unsigned mine = take(c.name, level, mask, claimed);
+    const unsigned mine = mask ? take(c.key(), level, mask, claimed) : 0;
     any = true;
     open_indent(level);
     out_.push_back('<');
-    out_ += c.name;
+    out_ += c.key();
     out_.push_back('>');
-    for (unsigned p = 0; p < detail::kTedPaths.size(); ++p)
+    for (unsigned p = 0; mine >> p; ++p)
       if ((mine >> p) & 1U && last_component(p, level)) texts_[p] = text;
     escape(text);
     out_ += "</";
-    out_ += c.name;
+    out_ += c.key();
     out_.push_back('>');
     return true;
   }
 
-  // A JSON string that latin1_safe_text would return unchanged (printable ASCII, within the
-  // length limit), to be written without copies; nullptr otherwise.
+  // A JSON string that latin1_safe_text would return unchanged (what ISO-8859-1 holds, within
+  // the length limit), to be written without copies; nullptr otherwise.
   static const std::string* plain_text(const json& v, const Node& c) {
     if (!v.is_string()) return nullptr;
     const std::string& s = v.get_ref<const std::string&>();
-    if (c.max_len > 0 && s.size() > static_cast<std::size_t>(c.max_len)) return nullptr;
-    for (char ch : s) {
-      const unsigned char u = static_cast<unsigned char>(ch);
-      if (u >= 0x80 || (u < 0x20 && u != '\n' && u != '\t')) return nullptr;
-    }
+    std::size_t chars = 0;
+    if (!detail::latin1_unchanged(s, &chars)) return nullptr;
+    if (c.max_len > 0 && chars > static_cast<std::size_t>(c.max_len)) return nullptr;
     return &s;
   }
 
@@ -196,15 +197,15 @@ class TextWalk {
     auto it = obj.begin();
     for (const Node& c : node.children) {
       if (it == obj.end()) return true;
-      if (it.key() == c.name) ++it;
+      if (it.key() == c.key()) ++it;
     }
     return it == obj.end();
   }
 
   // Paths in `mask` whose component at `level` is `name` and not yet taken by a sibling.
-  unsigned take(const char* name, int level, unsigned mask, unsigned& claimed) {
+  unsigned take(std::string_view name, int level, unsigned mask, unsigned& claimed) {
     unsigned mine = 0;
-    for (unsigned p = 0; p < detail::kTedPaths.size(); ++p) {
+    for (unsigned p = 0; mask >> p; ++p) {
       if (!((mask >> p) & 1U) || ((claimed >> p) & 1U)) continue;
       if (component(p, level) == name) {
         mine |= 1U << p;
@@ -214,15 +215,28 @@ class TextWalk {
     return mine;
   }
 
-  // Components of a TED path; level 2 is the first (Documento is level 1).
+  // Components of a TED path; level 2 is the first (Documento is level 1). Split once: every
+  // element of the document asks.
+  static constexpr std::size_t kMaxComponents = 4;
+  using Components = std::array<std::array<std::string_view, kMaxComponents>, detail::kTedPaths.size()>;
+  static const Components& components() {
+    static const Components table = [] {
+      Components t{};
+      for (std::size_t p = 0; p < detail::kTedPaths.size(); ++p) {
+        std::string_view path = detail::kTedPaths[p];
+        for (std::size_t l = 0; l < kMaxComponents && !path.empty(); ++l) {
+          const std::size_t slash = path.find('/');
+          t[p][l] = path.substr(0, slash);
+          path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+        }
+      }
+      return t;
+    }();
+    return table;
+  }
   static std::string_view component(unsigned p, int level) {
-    std::string_view path = detail::kTedPaths[p];
-    for (int l = 2; l < level; ++l) {
-      auto slash = path.find('/');
-      if (slash == std::string_view::npos) return {};
-      path.remove_prefix(slash + 1);
-    }
-    return path.substr(0, path.find('/'));
+    const std::size_t index = static_cast<std::size_t>(level - 2);
+    return level >= 2 && index < kMaxComponents ? components()[p][index] : std::string_view();
   }
   static bool last_component(unsigned p, int level) {
     return component(p, level + 1).empty();
@@ -236,11 +250,18 @@ class TextWalk {
 
   // C14N text escaping; libxml2's serialiser escapes the same characters the same way, except
   // CR (which latin1_safe removed).
+  // The bytes escape() stops at: NUL (the end of the text), '&', '<', '>' and CR.
+  static constexpr std::array<bool, 256> kEscapeStop = [] {
+    std::array<bool, 256> t{};
+    for (unsigned char c : {'\0', '&', '<', '>', '\r'}) t[c] = true;
+    return t;
+  }();
+
   void escape(const std::string& s) {
     const char* p = s.c_str();
     for (;;) {
       const char* run = p;
-      while (*p && *p != '&' && *p != '<' && *p != '>' && *p != '\r') ++p;
+      while (!kEscapeStop[static_cast<unsigned char>(*p)]) ++p;
       out_.append(run, static_cast<std::size_t>(p - run));
       switch (*p) {
         case '\0': return;
@@ -274,6 +295,36 @@ std::optional<DocumentText> document_text(const json& normalized) {
   if (out.c14n.size() >= 3 && out.c14n.compare(out.c14n.size() - 3, 3, "\n  ") == 0)
     out.c14n.resize(out.c14n.size() - 3);
   return out;
+}
+
+bool latin1_unchanged(std::string_view s, std::size_t* chars) noexcept {
+  std::size_t n = 0;
+  std::size_t i = 0;
+  // Runs of printable ASCII eight bytes at a time: no byte with the high bit set, none below
+  // 0x20 (tab and newline take the byte-wise way).
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHigh = 0x8080808080808080ULL;
+  while (s.size() - i >= 8) {
+    std::uint64_t word;
+    std::memcpy(&word, s.data() + i, sizeof word);
+    if ((word & kHigh) || ((word - 0x20 * kOnes) & ~word & kHigh)) break;
+    i += 8;
+    n += 8;
+  }
+  for (; i < s.size(); ++n) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      if (c < 0x20 && c != '\n' && c != '\t') return false;
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) != 0xC0 || i + 2 > s.size() ||
+        (((c & 0x1Fu) << 6) | (static_cast<unsigned char>(s[i + 1]) & 0x3Fu)) < 0xA0)
+      return false;
+    i += 2;
+  }
+  if (chars) *chars = n;
+  return true;
 }
 
 std::string latin1_safe_text(const std::string& text, int max_len) {

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <optional>
 
 #include "dte/document.hpp"
@@ -106,6 +108,22 @@ void check_valid_at(const Certificate& cert, const std::string& timestamp) {
   }
 }
 
+// Empties a document from the leaves up. json's destructor first moves every nested value of a
+// container onto a heap stack (to bound the recursion on any depth), which for a normalised
+// document (as deep as the schema, a few levels) costs more than freeing it; emptied containers
+// then go without that.
+void release(json& doc) noexcept {
+  if (doc.is_object()) {
+    auto& members = doc.get_ref<json::object_t&>();
+    for (auto& m : members) release(m.second);
+    members.clear();
+  } else if (doc.is_array()) {
+    auto& items = doc.get_ref<json::array_t&>();
+    for (json& item : items) release(item);
+    items.clear();
+  }
+}
+
 // What every signature needs checked first, whichever path then writes the document.
 struct Prepared {
   std::vector<Finding> warnings;
@@ -115,9 +133,12 @@ struct Prepared {
 };
 
 // `normalized_here`: `normalized` is normalize()'s output, unchanged (the rules then skip a
-// second normalisation).
+// second normalisation). `caf_verified`, when given, is set once the CAF has passed
+// verify_caf() and skips it while set: a batch checks each of its CAFs against the keyring once,
+// not once per document (a CAF and the keys are immutable; a keyring only gains keys).
 Prepared prepare(const json& normalized, const Caf& caf, const Certificate& cert,
-                 const SignOptions& options, bool normalized_here) {
+                 const SignOptions& options, bool normalized_here,
+                 std::atomic<bool>* caf_verified = nullptr) {
   const RuleContext context = rule_context(&caf, options);
   std::vector<Finding> findings = normalized_here
                                       ? detail::check_normalized_rules(normalized, context)
@@ -130,7 +151,10 @@ Prepared prepare(const json& normalized, const Caf& caf, const Certificate& cert
   p.type = doc_type_of(normalized);
   p.folio = folio_of(normalized);
   caf.check_fits(issuer_of(normalized), p.type, p.folio, options.today);
-  verify_caf(caf, options);
+  if (!caf_verified || !caf_verified->load(std::memory_order_relaxed)) {
+    verify_caf(caf, options);
+    if (caf_verified) caf_verified->store(true, std::memory_order_relaxed);
+  }
 
   p.timestamp = options.timestamp.empty() ? now_timestamp() : options.timestamp;
   if (!cert.has_private_key()) {
@@ -176,10 +200,12 @@ SignedDte build_via_dom(const json& normalized, const Caf& caf, const Certificat
   return out;
 }
 
-// `normalized` comes straight from normalize().
+// `normalized` comes straight from normalize(). `caf_verified`: see prepare().
 SignedDte sign_normalized(const json& normalized, const Caf& caf, const Certificate& cert,
-                          const SignOptions& options, const std::string& doc_id) {
-  Prepared prepared = prepare(normalized, caf, cert, options, /*normalized_here=*/true);
+                          const SignOptions& options, const std::string& doc_id,
+                          std::atomic<bool>* caf_verified = nullptr) {
+  Prepared prepared =
+      prepare(normalized, caf, cert, options, /*normalized_here=*/true, caf_verified);
   // The direct text path gives the DOM path's bytes; what it declines goes the DOM way.
   if (std::optional<SignedDte> fast =
           detail::sign_fast(normalized, caf, cert, prepared.timestamp, doc_id)) {
@@ -283,6 +309,8 @@ SignedDte sign_document(std::string_view input_json, const Caf& caf, const Certi
 std::vector<SignOutcome> sign_many(const std::vector<std::string>& inputs,
                                    const std::vector<const Caf*>& cafs, const Certificate& cert,
                                    const SignOptions& options, unsigned threads) {
+  // Per entry of `cafs`: verified against the keyring in this batch already.
+  std::unique_ptr<std::atomic<bool>[]> caf_verified(new std::atomic<bool>[cafs.size()]());
   return parallel_map(
       inputs.size(),
       [&](std::size_t i) {
@@ -297,9 +325,13 @@ std::vector<SignOutcome> sign_many(const std::vector<std::string>& inputs,
                                                 " holds folio " + std::to_string(folio));
           }
           // One doc_id for a whole batch would repeat an ID: each document keeps its default.
+          const auto index = static_cast<std::size_t>(
+              std::find(cafs.begin(), cafs.end(), caf) - cafs.begin());
           outcome.dte = sign_normalized(normalized, *caf, cert, options,
-                                        inputs.size() == 1 ? options.doc_id : std::string());
+                                        inputs.size() == 1 ? options.doc_id : std::string(),
+                                        &caf_verified[index]);
           outcome.ok = true;
+          release(normalized);
         } catch (const DteError& e) {
           outcome.error_code = e.code();
           outcome.error_message = e.what();

@@ -28,9 +28,13 @@ bool plain_token(std::string_view s) {
   return true;
 }
 
-// Appends UTF-8 text as ISO-8859-1; false for a character Latin-1 cannot hold (libxml2 would
-// write a character reference: left to the DOM path).
-bool append_latin1(std::string& out, const char* p, const char* end) {
+// Rewrites out[from..] from UTF-8 to ISO-8859-1 in place (the Latin-1 text is never longer);
+// false for a character Latin-1 cannot hold (libxml2 would write a character reference: left
+// to the DOM path).
+bool latin1_in_place(std::string& out, std::size_t from) {
+  char* w = out.data() + from;
+  const char* p = w;
+  const char* const end = out.data() + out.size();
   while (p < end) {
     const char* run = p;
     // ASCII runs eight bytes at a time: the text is mostly tags and plain values.
@@ -39,23 +43,28 @@ bool append_latin1(std::string& out, const char* p, const char* end) {
       if (word & 0x8080808080808080ULL) break;
     }
     while (p < end && static_cast<unsigned char>(*p) < 0x80) ++p;
-    out.append(run, static_cast<std::size_t>(p - run));
-    if (p == end) return true;
+    const auto len = static_cast<std::size_t>(p - run);
+    if (w != run) std::memmove(w, run, len);
+    w += len;
+    if (p == end) break;
     const unsigned char c = static_cast<unsigned char>(*p);
     if ((c != 0xC2 && c != 0xC3) || p + 1 == end ||
         (static_cast<unsigned char>(p[1]) & 0xC0) != 0x80)
       return false;
-    out.push_back(static_cast<char>(((c & 0x03U) << 6) | (static_cast<unsigned char>(p[1]) & 0x3FU)));
+    *w++ = static_cast<char>(((c & 0x03U) << 6) | (static_cast<unsigned char>(p[1]) & 0x3FU));
     p += 2;
   }
+  out.resize(static_cast<std::size_t>(w - out.data()));
   return true;
 }
 
 // The output bytes of a canonical text: libxml2's serialiser writes an element without children
 // as <x/> where C14N writes <x></x>, and writes Latin-1. Text and the attribute values let
 // through here hold no raw '<' or '>', so a start tag's '>' is the next '>' after its '<', and a
-// start tag directly followed by "</" is an empty element.
+// start tag directly followed by "</" is an empty element. The tags are collapsed on the UTF-8
+// text (markup is ASCII), then the whole of it is made Latin-1 in one pass.
 bool append_serialized(std::string& out, std::string_view s) {
+  const std::size_t from = out.size();
   const char* p = s.data();
   const char* const end = p + s.size();
   while (p < end) {
@@ -63,19 +72,22 @@ bool append_serialized(std::string& out, std::string_view s) {
     const char* gt =
         lt ? static_cast<const char*>(std::memchr(lt, '>', static_cast<std::size_t>(end - lt)))
            : nullptr;
-    if (!gt) return append_latin1(out, p, end);
+    if (!gt) {
+      out.append(p, end);
+      break;
+    }
     if (lt[1] != '/' && gt + 2 < end && gt[1] == '<' && gt[2] == '/') {
-      if (!append_latin1(out, p, gt)) return false;
+      out.append(p, gt);
       out += "/>";
       const char* close =
           static_cast<const char*>(std::memchr(gt + 1, '>', static_cast<std::size_t>(end - gt - 1)));
       p = close ? close + 1 : end;
     } else {
-      if (!append_latin1(out, p, gt + 1)) return false;
+      out.append(p, gt + 1);
       p = gt + 1;
     }
   }
-  return true;
+  return latin1_in_place(out, from);
 }
 
 void indent(std::string& out, int level) {
