@@ -8,12 +8,16 @@
 //     DTE is copied out on its own, as SII checks it. Below the apex, the canonical bytes of a
 //     subtree do not depend on what lies above it, so one buffer serves every digest;
 //   * the fields the checks read (Encabezado, TED parts, TmstFirma*, Caratula subtotals) and a
-//     small record of each Signature, with the first-child-by-name semantics of the DOM helpers.
-// Then the checks run through the very functions the DOM verifier uses (report_signature,
+//     small record of each Signature, with the first-child-by-name semantics of the DOM helpers;
+//   * with schemas asked for, the fast XSD validator (fast_schema.hpp), or libxml2's validator
+//     plugged into the stream where the XSD has no fast tables.
+// ISO-8859-1 input is converted to UTF-8 here first (faster than libxml2's converter). Then the
+// checks run through the very functions the DOM verifier uses (report_signature,
 // verify_ted_parts). The pass only answers for documents it fully understands and whose every
 // signature verifies; for anything else (other shapes, prefixes or namespace declarations where
 // SII documents have none, processing instructions, entity references, duplicate IDs, a failing
-// signature, schemas asked for) it declines and the DOM verifier decides and explains.
+// signature, a document the schema pass does not plainly accept) it declines and the DOM
+// verifier decides and explains.
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
 #include <libxml/xmlschemas.h>
