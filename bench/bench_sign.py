@@ -28,6 +28,14 @@ import material as material_mod  # noqa: E402
 XSD_DIR = os.environ.get("DTE_XSD_DIR", str(ROOT.parent / "shared" / "sii" / "xsd"))
 
 
+def rel(path: Path) -> str:
+    """A path as the results record it: relative to the checkout when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def sh(cmd: list[str], check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=timeout)
 
@@ -155,10 +163,10 @@ def main() -> int:
             samples["dte_native"] = nat_xml
         else:
             res["dte_native_error"] = p.stderr.strip()[-1500:]
-    res["samples"] = {k: {"path": str(v), "xmlsec1_verify": xmlsec1_verifies(v),
+    res["samples"] = {k: {"path": rel(v), "xmlsec1_verify": xmlsec1_verifies(v),
                           "xmllint_schema_valid": xmllint_valid(v)} for k, v in samples.items()}
     verify_doc = samples.get("dte_native", samples.get("python_way"))
-    res["verified_document"] = str(verify_doc)
+    res["verified_document"] = rel(verify_doc) if verify_doc is not None else "None"
 
     if want("native"):
         if "dte_native" in samples:
@@ -208,7 +216,7 @@ def main() -> int:
                     fe_py, "peer_facturacion.py", str(mat_dir), "bench-verify", secs, str(fe_xml))
             if fe_xml.exists():
                 res["samples"]["facturacion_electronica"] = {
-                    "path": str(fe_xml), "xmlsec1_verify": xmlsec1_verifies(fe_xml),
+                    "path": rel(fe_xml), "xmlsec1_verify": xmlsec1_verifies(fe_xml),
                     "xmllint_schema_valid": xmllint_valid(fe_xml)}
         else:
             res["facturacion_electronica"] = {"error": f"{fe_py} missing (bench/run installs it)"}
