@@ -81,8 +81,8 @@ __all__ = [
     "Check", "Document", "DocumentError", "DteError", "Finding", "RutError", "SchemaError",
     "SchemaIssue", "SchemaSet", "SiiKeyring", "SignOutcome", "SignatureError", "SignedDte",
     "ValidationResult", "VerifiedDocument", "VerifyReport", "XmlSyntaxError", "barcode_png",
-    "barcode_svg", "check_rules", "default_schema_set", "envelope", "errors", "example", "example_types", "is_boleta",
-    "normalize", "precheck", "rut_check_digit", "rut_format", "rut_is_valid", "rut_normalize",
+    "barcode_svg", "check_rules", "default_schema_set", "envelope", "errors", "example",
+    "example_types", "is_boleta", "normalize", "precheck", "rut_check_digit", "rut_format", "rut_is_valid", "rut_normalize",
     "schema_dir", "schemas", "sign", "sign_many", "sign_seed", "supported_types", "ted_payload",
     "testkit", "today_in_chile", "type_name", "validate", "verify",
 ]

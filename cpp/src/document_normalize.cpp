@@ -131,96 +131,12 @@ const char* type_name(int tipo) noexcept {
 
 namespace {
 
-// json::parse's document, built by a SAX handler of our own: nlohmann's DOM builder inserts each
-// key into its object at once, and ordered_json's member vector then grows one key at a time,
-// copying every (const) key string it holds at each growth. Here an object's members wait on one
-// shared stack and move into an object reserved once when it closes. Same document: a key
-// given twice keeps its first place and its last value, as json::parse does.
-class DomBuilder {
- public:
-  json result;
-
-  bool null() { return value(nullptr); }
-  bool boolean(bool v) { return value(v); }
-  bool number_integer(json::number_integer_t v) { return value(v); }
-  bool number_unsigned(json::number_unsigned_t v) { return value(v); }
-  bool number_float(json::number_float_t v, const json::string_t& /*text*/) { return value(v); }
-  bool string(json::string_t& v) { return value(v); }
-  bool binary(json::binary_t& v) { return value(std::move(v)); }
-
-  bool start_object(std::size_t /*len*/) {
-    open_.push_back(Open{json(), members_.size(), std::move(key_)});
-    return true;
-  }
-  bool key(json::string_t& k) {
-    key_ = k;
-    return true;
-  }
-  bool end_object() {
-    Open o = std::move(open_.back());
-    open_.pop_back();
-    json obj(json::value_t::object);
-    auto& out = obj.get_ref<json::object_t&>();
-    // The capacity one-at-a-time growth would leave: normalize() adds keys to these objects.
-    out.reserve(std::bit_ceil(members_.size() - o.first_member));
-    for (std::size_t i = o.first_member; i < members_.size(); ++i) {
-      auto& [k, v] = members_[i];
-      auto same = std::find_if(out.begin(), out.end(), [&](const auto& m) { return m.first == k; });
-      if (same != out.end())
-        same->second = std::move(v);
-      else
-        out.emplace_back(std::move(k), std::move(v));
-    }
-    members_.resize(o.first_member);
-    key_ = std::move(o.key);
-    return value(std::move(obj));
-  }
-  bool start_array(std::size_t /*len*/) {
-    open_.push_back(Open{json(json::value_t::array), kArray, std::move(key_)});
-    return true;
-  }
-  bool end_array() {
-    Open o = std::move(open_.back());
-    open_.pop_back();
-    key_ = std::move(o.key);
-    return value(std::move(o.array));
-  }
-
-  template <class Exception>
-  bool parse_error(std::size_t /*position*/, const std::string& /*token*/, const Exception& e) {
-    throw e;  // the exception's own type, as json::parse throws it
-  }
-
- private:
-  static constexpr std::size_t kArray = static_cast<std::size_t>(-1);
-  struct Open {
-    json array;                // the array being filled (arrays only)
-    std::size_t first_member;  // objects: where their members start on members_; kArray
-    std::string key;           // the key it goes under in an enclosing object
-  };
-
-  template <class V>
-  bool value(V&& v) {
-    if (open_.empty()) {
-      result = json(std::forward<V>(v));
-    } else if (open_.back().first_member == kArray) {
-      open_.back().array.get_ref<json::array_t&>().emplace_back(std::forward<V>(v));
-    } else {
-      members_.emplace_back(std::move(key_), json(std::forward<V>(v)));
-    }
-    return true;
-  }
-
-  std::vector<Open> open_;
-  std::vector<std::pair<std::string, json>> members_;
-  std::string key_;
-};
-
 // The common input read directly: what json::parse would build, for plain JSON only (no \u
 // escapes, integers of at most 18 digits, nesting at most 64 deep, well-formed UTF-8 by the
-// lexer's own table). It declines (nullopt) on anything else, valid or not, and the SAX parse
+// lexer's own table). It declines (nullopt) on anything else, valid or not, and json::parse
 // then reads the text and reports its errors; the nlohmann lexer costs as much as the rest of
-// normalising the document.
+// normalising the document. Same document as json::parse: a key given twice keeps its first
+// place and its last value.
 class DirectParser {
  public:
   explicit DirectParser(std::string_view text) : p_(text.data()), end_(text.data() + text.size()) {}
@@ -378,8 +294,9 @@ class DirectParser {
     }
   }
 
-  // Members wait on one stack and move into an object reserved once, as DomBuilder does (and
-  // with its capacity); a repeated key keeps its first place and takes the last value.
+  // Members wait on one stack and move into an object reserved once (ordered_json's member
+  // vector would otherwise grow a key at a time, copying every key at each growth); a repeated
+  // key keeps its first place and takes the last value.
   bool object(json& out, int depth) {
     if (depth > kMaxDepth) return false;
     ++p_;
@@ -465,9 +382,7 @@ class DirectParser {
 json parse_input(std::string_view json_text) {
   try {
     if (std::optional<json> direct = DirectParser(json_text).run()) return std::move(*direct);
-    DomBuilder builder;
-    json::sax_parse(json_text.begin(), json_text.end(), &builder);
-    return std::move(builder.result);
+    return json::parse(json_text.begin(), json_text.end());
   } catch (const json::parse_error& e) {
     throw DocumentError("input.json", std::string("input is not valid JSON (byte ") +
                                           std::to_string(e.byte) + "): " + e.what());

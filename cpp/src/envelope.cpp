@@ -18,27 +18,7 @@ constexpr std::size_t kMaxBoletas = 500;
 constexpr std::size_t kMaxTypes = 20;
 constexpr std::size_t kMaxBoletaTypes = 2;
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
-
-// The encoding named by an XML declaration, lower case; "" without declaration.
-std::string declared_encoding(std::string_view bytes) {
-  if (bytes.substr(0, 5) != "<?xml") return {};
-  auto end = bytes.find("?>");
-  if (end == std::string_view::npos) return {};
-  auto decl = bytes.substr(0, end);
-  auto pos = decl.find("encoding");
-  if (pos == std::string_view::npos) return "utf-8";
-  pos = decl.find_first_of("\"'", pos);
-  if (pos == std::string_view::npos) return {};
-  auto close = decl.find(decl[pos], pos + 1);
-  if (close == std::string_view::npos) return {};
-  return lower(std::string(decl.substr(pos + 1, close - pos - 1)));
-}
 
 // The DTE element's bytes as they go into SetDTE: declaration and surrounding blanks cut,
 // Latin-1. A DTE that came as UTF-8 is re-encoded; that changes bytes, not characters, so its

@@ -6,15 +6,12 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <map>
+#include <optional>
 #include <stdexcept>
 
-#include "dte/errors.hpp"
 #include "dte/handles.hpp"
-#include "dte/xml.hpp"
 
 namespace dte::detail {
 
@@ -126,8 +123,6 @@ bool valid_datetime(std::string_view s) {
   return two(s, 11) < 24 && two(s, 14) < 60 && two(s, 17) < 60;
 }
 
-bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
-
 // Character classes for base64Binary and whitespace, one table lookup per character.
 enum : std::uint8_t { kBad = 0, kB64 = 1, kSpace = 2, kPad = 4 };  // bits: eight ANDed at once
 constexpr std::array<std::uint8_t, 256> kClass = [] {
@@ -154,6 +149,7 @@ bool all_space(std::string_view s) {
 // applies); `octets` receives the decoded length.
 bool valid_base64(std::string_view s, std::size_t* octets) {
   std::size_t n = 0, pad = 0, i = 0;
+  char last = 0;  // the last base64 character
   // Certificates and signatures are long runs of base64 characters: eight at a time, then one
   // (a line break, the padding) at a time.
   const auto* u = reinterpret_cast<const unsigned char*>(s.data());
@@ -161,24 +157,19 @@ bool valid_base64(std::string_view s, std::size_t* octets) {
     while (i + 8 <= s.size() && (kClass[u[i]] & kClass[u[i + 1]] & kClass[u[i + 2]] &
                                  kClass[u[i + 3]] & kClass[u[i + 4]] & kClass[u[i + 5]] &
                                  kClass[u[i + 6]] & kClass[u[i + 7]]) == kB64) {
+      last = s[i + 7];
       i += 8;
       n += 8;
     }
     if (i == s.size()) break;
     const std::uint8_t k = kClass[u[i]];
     if (k == kB64) {
+      last = s[i];
       ++n;
     } else if (k != kSpace) {
       break;
     }
     ++i;
-  }
-  char last = 0;  // the last base64 character
-  for (std::size_t j = i; j-- > 0;) {
-    if (kClass[u[j]] == kB64) {
-      last = s[j];
-      break;
-    }
   }
   for (; i < s.size(); ++i) {  // the padding, with whitespace around
     const std::uint8_t k = char_class(s[i]);
@@ -216,8 +207,9 @@ bool valid_uri(std::string_view s) {
   if (colon == std::string_view::npos || colon == 0 || colon > 10) return false;
   for (std::size_t i = 0; i < colon; ++i)
     if (!(s[i] >= 'a' && s[i] <= 'z')) return false;
-  return s.size() > colon + 3 && std::all_of(s.begin() + static_cast<long>(colon) + 3, s.end(),
-                                             [](char c) { return is_name_char(c) || c == '/' || c == '#'; });
+  return s.size() > colon + 3 &&
+         std::all_of(s.begin() + static_cast<long>(colon) + 3, s.end(),
+                     [](char c) { return is_name_char(c) || c == '/' || c == '#'; });
 }
 
 std::size_t utf8_chars(std::string_view s) {
@@ -251,8 +243,7 @@ struct AttrDecl {
   std::string uri, local;
   int type = -1;
   bool required = false;
-  bool has_fixed = false;
-  std::string fixed;
+  std::optional<std::string> fixed;
 };
 
 struct Particle {
@@ -289,8 +280,7 @@ struct ElementDecl {
   int name = -1;
   bool complex = false;
   int type = -1;
-  bool has_fixed = false;
-  std::string fixed;
+  std::optional<std::string> fixed;
 };
 
 struct QName {
@@ -313,8 +303,6 @@ struct FastModel {
 
 namespace {
 
-namespace fs = std::filesystem;
-
 bool is_xs(const xmlNode* n, std::string_view local) {
   return n->type == XML_ELEMENT_NODE && n->ns && sv(n->ns->href) == kXs && sv(n->name) == local;
 }
@@ -324,6 +312,11 @@ std::string attr(const xmlNode* n, const char* name) {
   return v ? std::string(reinterpret_cast<const char*>(v.get())) : std::string();
 }
 bool has_attr(const xmlNode* n, const char* name) { return xmlHasNsProp(n, BAD_CAST name, nullptr); }
+
+std::optional<std::string> fixed_of(const xmlNode* n) {
+  if (!has_attr(n, "fixed")) return std::nullopt;
+  return attr(n, "fixed");
+}
 
 int int_attr(const xmlNode* n, const char* name) {
   const std::string v = attr(n, name);
@@ -345,28 +338,22 @@ std::vector<xmlNode*> parts(const xmlNode* n) {
 
 class Compiler {
  public:
-  Compiler(fs::path dir, FastModel& m) : dir_(std::move(dir)), m_(m) {}
+  Compiler(const std::map<std::string, XmlDocPtr>& files, FastModel& m) : files_(files), m_(m) {}
 
   void load(const std::string& file, const std::string* expected_tns) {
     if (docs_.count(file)) return;
-    const fs::path path = dir_ / file;
-    std::unique_ptr<FILE, CDeleter<fclose>> f(std::fopen(path.c_str(), "rb"));
-    if (!f) throw Unsupported("cannot read " + file);
-    std::string bytes;
-    char buf[65536];
-    for (std::size_t got; (got = std::fread(buf, 1, sizeof buf, f.get())) > 0;) bytes.append(buf, got);
-    XmlDocPtr doc = parse_xml(bytes, ParseLimits{16 * 1024 * 1024, 256});
-    xmlNode* root = xmlDocGetRootElement(doc.get());
+    auto found = files_.find(file);
+    if (found == files_.end()) throw Unsupported(file + " was not vetted");
+    const xmlDoc* doc = found->second.get();
+    xmlNode* root = xmlDocGetRootElement(doc);
     if (!root || !is_xs(root, "schema")) throw Unsupported(file + " is not an XSD");
     Doc& d = docs_[file];
     d.tns = attr(root, "targetNamespace");
     d.qualified_elements = attr(root, "elementFormDefault") == "qualified";
     if (attr(root, "attributeFormDefault") == "qualified") throw Unsupported("qualified attributes");
     if (expected_tns && *expected_tns != d.tns) throw Unsupported(file + ": chameleon include");
-    by_doc_[doc.get()] = &d;
-    xmlNode* schema = root;
-    d.doc = std::move(doc);
-    for (xmlNode* c : parts(schema)) {
+    by_doc_[doc] = &d;
+    for (xmlNode* c : parts(root)) {
       const std::string_view kind = sv(c->name);
       if (kind == "include") {
         load(attr(c, "schemaLocation"), &d.tns);
@@ -395,7 +382,6 @@ class Compiler {
 
  private:
   struct Doc {
-    XmlDocPtr doc;
     std::string tns;
     bool qualified_elements = false;
   };
@@ -560,18 +546,17 @@ class Compiler {
       if (it == attributes_.end()) throw Unsupported("attribute ref " + q.local);
       a = attribute_body(it->second);
       a.uri = q.uri;
+      a.local = q.local;
     } else {
       if (has_attr(n, "form")) throw Unsupported("attribute form");
       a = attribute_body(n);
+      a.local = attr(n, "name");
     }
-    a.local = has_attr(n, "ref") ? resolve(n, attr(n, "ref")).local : attr(n, "name");
     const std::string use = attr(n, "use");
     if (use == "prohibited") throw Unsupported("prohibited attribute");
     a.required = use == "required";
-    if (has_attr(n, "fixed")) {
-      a.has_fixed = true;
-      a.fixed = attr(n, "fixed");
-    }
+    // A use may fix what its declaration leaves open.
+    if (auto fixed = fixed_of(n)) a.fixed = std::move(fixed);
     return a;
   }
   AttrDecl attribute_body(const xmlNode* n) {
@@ -587,10 +572,7 @@ class Compiler {
     } else {
       throw Unsupported("attribute content");
     }
-    if (has_attr(n, "fixed")) {
-      a.has_fixed = true;
-      a.fixed = attr(n, "fixed");
-    }
+    a.fixed = fixed_of(n);
     return a;
   }
 
@@ -637,8 +619,7 @@ class Compiler {
     if (a == b) return true;
     const ElementDecl& x = m_.elements[static_cast<std::size_t>(a)];
     const ElementDecl& y = m_.elements[static_cast<std::size_t>(b)];
-    return x.complex == y.complex && x.type == y.type && x.has_fixed == y.has_fixed &&
-           x.fixed == y.fixed;
+    return x.complex == y.complex && x.type == y.type && x.fixed == y.fixed;
   }
 
   const xmlNode* ref_target(const xmlNode* n) {
@@ -660,10 +641,7 @@ class Compiler {
     const Doc& d = doc_of(n);
     ElementDecl e;
     e.name = name_id(global || d.qualified_elements ? d.tns : std::string(), attr(n, "name"));
-    if (has_attr(n, "fixed")) {
-      e.has_fixed = true;
-      e.fixed = attr(n, "fixed");
-    }
+    e.fixed = fixed_of(n);
     m_.elements.push_back(e);
     const int id = static_cast<int>(m_.elements.size()) - 1;
     if (global) element_done_.emplace(n, id);
@@ -733,7 +711,7 @@ class Compiler {
     return id;
   }
 
-  fs::path dir_;
+  const std::map<std::string, XmlDocPtr>& files_;
   FastModel& m_;
   std::map<std::string, Doc> docs_;
   std::map<const xmlDoc*, Doc*> by_doc_;
@@ -747,15 +725,14 @@ class Compiler {
 FastSchema::FastSchema(std::unique_ptr<FastModel> model) : model_(std::move(model)) {}
 FastSchema::~FastSchema() = default;
 
-std::unique_ptr<FastSchema> FastSchema::compile(const std::string& dir, const std::string& xsd_file,
-                                                std::string* why) {
+std::unique_ptr<FastSchema> FastSchema::compile(const std::map<std::string, XmlDocPtr>& files,
+                                                const std::string& xsd_file) {
   auto model = std::make_unique<FastModel>();
   try {
-    Compiler c(dir, *model);
+    Compiler c(files, *model);
     c.load(xsd_file, nullptr);
     c.roots();
-  } catch (const std::exception& e) {  // Unsupported, or an XSD our parser refuses
-    if (why) *why = e.what();
+  } catch (const std::exception&) {  // Unsupported (its message names the construct)
     return nullptr;
   }
   return std::unique_ptr<FastSchema>(new FastSchema(std::move(model)));
@@ -894,8 +871,9 @@ int match(const Particle& p, const int* names, int n, int pos) {
 }
 
 bool xsi_hint_ok(std::string_view v) {
-  return std::all_of(v.begin(), v.end(),
-                     [](char c) { return is_name_char(c) || c == '/' || c == ':' || c == '#' || is_space(c); });
+  return std::all_of(v.begin(), v.end(), [](char c) {
+    return is_name_char(c) || c == '/' || c == ':' || c == '#' || char_class(c) == kSpace;
+  });
 }
 
 }  // namespace
@@ -951,7 +929,7 @@ bool FastValidator::start(const xmlChar* local_c, const xmlChar* uri_c, int nb_a
     if (found < 0 || (seen >> found & 1)) return ok_ = false;
     seen |= std::uint64_t{1} << found;
     const AttrDecl& ad = ct->attrs[static_cast<std::size_t>(found)];
-    if (ad.has_fixed && value != ad.fixed) return ok_ = false;
+    if (ad.fixed && value != *ad.fixed) return ok_ = false;
     if (!value_ok(m.simples[static_cast<std::size_t>(ad.type)], value, ids_)) return ok_ = false;
   }
   if (ct) {
@@ -986,18 +964,16 @@ bool FastValidator::end() {
   frames_.pop_back();
   const ElementDecl& e = m.elements[static_cast<std::size_t>(f.decl)];
   if (f.simple) {
-    if (e.has_fixed && text_ != e.fixed) return ok_ = false;
+    if (e.fixed && text_ != *e.fixed) return ok_ = false;
     const int type = e.complex ? m.complexes[static_cast<std::size_t>(e.type)].simple : e.type;
     if (!value_ok(m.simples[static_cast<std::size_t>(type)], text_, ids_)) return ok_ = false;
-    text_.clear();
   } else {
+    // Empty content has no children here: start() found no declaration for any.
     const ComplexType& ct = m.complexes[static_cast<std::size_t>(e.type)];
     const int n = static_cast<int>(kids_.size()) - f.kid_mark;
-    if (ct.content == ComplexType::kElements) {
-      if (match(ct.particle, kids_.data() + f.kid_mark, n, 0) != n) return ok_ = false;
-    } else if (n != 0) {
+    if (ct.content == ComplexType::kElements &&
+        match(ct.particle, kids_.data() + f.kid_mark, n, 0) != n)
       return ok_ = false;
-    }
     kids_.resize(static_cast<std::size_t>(f.kid_mark));
   }
   if (frames_.empty()) done_ = true;

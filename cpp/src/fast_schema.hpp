@@ -15,6 +15,9 @@
 #pragma once
 #include <libxml/tree.h>
 
+#include "dte/handles.hpp"
+
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -26,11 +29,11 @@ struct FastModel;  // the compiled tables
 
 class FastSchema {
  public:
-  // Compiles `xsd_file` of `dir` (and what it includes or imports). nullptr, with the reason in
-  // `why`, when the set uses a construct outside the subset; libxml2 then validates alone.
-  // The caller has already vetted the include closure and compiled it with libxml2.
-  static std::unique_ptr<FastSchema> compile(const std::string& dir, const std::string& xsd_file,
-                                             std::string* why);
+  // Compiles `xsd_file` (and what it includes or imports) from `files`, the XSDs of its folder
+  // parsed by name, as SchemaSet's vetting of the include closure leaves them. nullptr when the
+  // set uses a construct outside the subset (or a file is missing): libxml2 then validates alone.
+  static std::unique_ptr<FastSchema> compile(const std::map<std::string, XmlDocPtr>& files,
+                                             const std::string& xsd_file);
   ~FastSchema();
   FastSchema(const FastSchema&) = delete;
   FastSchema& operator=(const FastSchema&) = delete;
@@ -48,7 +51,9 @@ class FastValidator {
  public:
   FastValidator();
   ~FastValidator();
+  // nullptr: inactive (no tables for this document's XSD) until the next reset.
   void reset(const FastSchema* schema);
+  bool active() const { return schema_ != nullptr; }
   // SAX2 startElementNs data: `attrs` holds nb_attrs 5-tuples (local, prefix, uri, value,
   // value end). Returns false once the document is not plainly valid (then stays false).
   bool start(const xmlChar* local, const xmlChar* uri, int nb_attrs, const xmlChar** attrs);
@@ -56,7 +61,6 @@ class FastValidator {
   bool end();
   // After the root's end: true when the whole document is valid.
   bool accepted() const { return ok_ && done_; }
-  bool failed() const { return !ok_; }
 
  private:
   struct Frame;

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <set>
 #include <unordered_map>
 #include <vector>
 
@@ -143,13 +142,14 @@ bool is_plain_file_name(std::string_view name) {
 // without changing process-wide state, so before compiling we walk the include closure with
 // the secure parser: every file must parse without a DTD and refer only to plain file names
 // of the same folder. Then nothing the schema parser opens can be remote or carry entities.
-void vet_schema_closure(const fs::path& dir, const std::string& first) {
-  std::set<std::string> seen;
+// Returns the parsed files by name (the fast validator's compiler reads them from there).
+std::map<std::string, XmlDocPtr> vet_schema_closure(const fs::path& dir, const std::string& first) {
+  std::map<std::string, XmlDocPtr> docs;
   std::vector<std::string> todo{first};
   while (!todo.empty()) {
     std::string name = todo.back();
     todo.pop_back();
-    if (!seen.insert(name).second) continue;
+    if (docs.count(name)) continue;
     fs::path file = dir / name;
     std::error_code ec;
     if (!fs::is_regular_file(file, ec)) {
@@ -185,7 +185,9 @@ void vet_schema_closure(const fs::path& dir, const std::string& first) {
         todo.push_back(target);
       }
     }
+    docs.emplace(std::move(name), std::move(doc));
   }
+  return docs;
 }
 
 int int_text(const xmlNode* node, std::string_view path) {
@@ -264,40 +266,31 @@ xmlSchema* SchemaSet::compiled(const std::string& xsd_file,
   // Compiles happen a handful of times per process; holding the lock through one keeps two
   // threads from compiling the same XSD twice. Validation itself runs outside the lock.
   std::lock_guard lock(mu_);
-  if (fast) *fast = nullptr;
   auto it = cache_.find(xsd_file);
-  if (it != cache_.end()) {
-    if (fast) {
-      auto f = fast_.find(xsd_file);
-      if (f != fast_.end()) *fast = f->second.get();
+  if (it == cache_.end()) {
+    if (!is_plain_file_name(xsd_file)) {
+      throw SchemaError("schema.file_missing",
+                        "'" + xsd_file + "' is not a file name of the folder");
     }
-    return it->second.get();
+    init_xml();
+    const std::map<std::string, XmlDocPtr> closure = vet_schema_closure(fs::path(dir_), xsd_file);
+    const std::string path = (fs::path(dir_) / xsd_file).string();
+    XmlSchemaParserCtxtPtr parser(xmlSchemaNewParserCtxt(path.c_str()));
+    if (!parser) throw SchemaError("schema.compile", "cannot create a schema parser");
+    std::string messages;
+    xmlSchemaSetParserStructuredErrors(parser.get(), collect_compile_error, &messages);
+    XmlSchemaPtr schema(xmlSchemaParse(parser.get()));
+    if (!schema) {
+      throw SchemaError("schema.compile",
+                        "XSD '" + xsd_file + "' does not compile: " +
+                            (messages.empty() ? std::string("unknown error") : messages));
+    }
+    Compiled c{std::move(schema), nullptr};
+    if (fast_enabled_) c.fast = detail::FastSchema::compile(closure, xsd_file);
+    it = cache_.emplace(xsd_file, std::move(c)).first;
   }
-  if (!is_plain_file_name(xsd_file)) {
-    throw SchemaError("schema.file_missing", "'" + xsd_file + "' is not a file name of the folder");
-  }
-  init_xml();
-  vet_schema_closure(fs::path(dir_), xsd_file);
-  const std::string path = (fs::path(dir_) / xsd_file).string();
-  XmlSchemaParserCtxtPtr parser(xmlSchemaNewParserCtxt(path.c_str()));
-  if (!parser) throw SchemaError("schema.compile", "cannot create a schema parser");
-  std::string messages;
-  xmlSchemaSetParserStructuredErrors(parser.get(), collect_compile_error, &messages);
-  XmlSchemaPtr schema(xmlSchemaParse(parser.get()));
-  if (!schema) {
-    throw SchemaError("schema.compile",
-                      "XSD '" + xsd_file + "' does not compile: " +
-                          (messages.empty() ? std::string("unknown error") : messages));
-  }
-  xmlSchema* raw = schema.get();
-  cache_.emplace(xsd_file, std::move(schema));
-  if (fast_enabled_) {
-    std::shared_ptr<const detail::FastSchema> tables =
-        detail::FastSchema::compile(dir_, xsd_file, nullptr);
-    if (fast) *fast = tables.get();
-    fast_.emplace(xsd_file, std::move(tables));
-  }
-  return raw;
+  if (fast) *fast = it->second.fast.get();
+  return it->second.schema.get();
 }
 
 const detail::FastSchema* SchemaSet::fast_schema(const std::string& xsd_file) const {

@@ -37,13 +37,9 @@ bool latin1_in_place(std::string& out, std::size_t from) {
   const char* const end = out.data() + out.size();
   while (p < end) {
     const char* run = p;
-    // ASCII runs eight bytes at a time: the text is mostly tags and plain values.
-    for (std::uint64_t word; end - p >= 8; p += 8) {
-      std::memcpy(&word, p, sizeof word);
-      if (word & 0x8080808080808080ULL) break;
-    }
-    while (p < end && static_cast<unsigned char>(*p) < 0x80) ++p;
-    const auto len = static_cast<std::size_t>(p - run);
+    // The text is mostly tags and plain values: ASCII runs, moved whole.
+    const std::size_t len = ascii_prefix(std::string_view(p, static_cast<std::size_t>(end - p)));
+    p += len;
     if (w != run) std::memmove(w, run, len);
     w += len;
     if (p == end) break;

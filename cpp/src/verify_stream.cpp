@@ -26,10 +26,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include <strings.h>
-
 #include <algorithm>
-#include <cstdint>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -208,7 +205,7 @@ class StreamVerifier {
     subtots_.clear();
     set_dtes_.clear();
     schema_file_.clear();
-    fast_ = false;
+    fast_validator_.reset(nullptr);
     want_facts_ = false;
     facts_ok_ = true;
     dumping_ = dump_open_ = false;
@@ -253,8 +250,7 @@ class StreamVerifier {
   bool finish(VerifyReport* report);
 
   std::string schema_file_;  // the XSD validated against while parsing; empty: none asked
-  // The fast validator when the XSD has its tables (else libxml2's is plugged into the stream).
-  bool fast_ = false;
+  // Active when the XSD has fast tables (else libxml2's validator is plugged into the stream).
   FastValidator fast_validator_;
 
   // Reception's facts; the DTEs of a SetDTE written as xmlNodeDump would.
@@ -602,7 +598,8 @@ void StreamVerifier::start(const xmlChar* local_c, const xmlChar* prefix_c, cons
   if (declined_) return;
   if (++depth_ > options_->limits.max_depth) return decline();
   // Not plainly valid: stop here, the DOM verifier has libxml2 say why.
-  if (fast_ && !fast_validator_.start(local_c, uri_c, nb_attrs, attrs)) return decline();
+  if (fast_validator_.active() && !fast_validator_.start(local_c, uri_c, nb_attrs, attrs))
+    return decline();
   const std::string_view local = sv(local_c);
   const std::string_view prefix = sv(prefix_c);
   const std::string_view uri = sv(uri_c);
@@ -850,7 +847,7 @@ void StreamVerifier::start(const xmlChar* local_c, const xmlChar* prefix_c, cons
 
 void StreamVerifier::end() {
   if (declined_ || frames_.empty()) return;
-  if (fast_ && !fast_validator_.end()) return decline();
+  if (fast_validator_.active() && !fast_validator_.end()) return decline();
   Frame& f = frames_.back();
   canon_ += "</";
   if (!f.qname_prefix.empty()) {
@@ -891,7 +888,7 @@ void StreamVerifier::end() {
 void StreamVerifier::chars(const xmlChar* ch, int len) {
   if (declined_ || frames_.empty()) return;
   std::string_view text(reinterpret_cast<const char*>(ch), static_cast<std::size_t>(len));
-  if (fast_ && !fast_validator_.chars(text)) return decline();
+  if (fast_validator_.active() && !fast_validator_.chars(text)) return decline();
   const std::size_t before = canon_.size();
   append_c14n_text(canon_, text);
   // No byte was escaped: the text holds none of & < > CR, which is also all that the dump and
@@ -1142,45 +1139,6 @@ bool StreamVerifier::finish(VerifyReport* report) {
   return true;
 }
 
-// True when the XML declaration at the very start names ISO-8859-1 (any case), the encoding SII
-// documents declare.
-bool declares_latin1(std::string_view b) {
-  if (b.substr(0, 5) != "<?xml") return false;
-  const std::size_t end = b.find("?>");
-  if (end == std::string_view::npos || end > 256) return false;
-  const std::string_view decl = b.substr(0, end);
-  const std::size_t at = decl.find("encoding");
-  const std::size_t q = at == std::string_view::npos ? at : decl.find_first_of("\"'", at);
-  if (q == std::string_view::npos) return false;
-  const std::size_t close = decl.find(decl[q], q + 1);
-  if (close == std::string_view::npos) return false;
-  const std::string_view name = decl.substr(q + 1, close - q - 1);
-  return name.size() == 10 && strncasecmp(name.data(), "ISO-8859-1", 10) == 0;
-}
-
-// ISO-8859-1 to UTF-8, ASCII runs eight bytes at a time: several times faster than libxml2's
-// byte-by-byte converter, which the parse then skips (the declaration is ignored,
-// XML_PARSE_IGNORE_ENC). Every byte maps to the same character libxml2 would have made of it.
-void latin1_to_utf8(std::string_view in, std::string& out) {
-  out.clear();
-  out.reserve(in.size() + in.size() / 8 + 16);
-  const char* p = in.data();
-  const char* const end = p + in.size();
-  while (p < end) {
-    const char* run = p;
-    for (std::uint64_t word; end - p >= 8; p += 8) {
-      std::memcpy(&word, p, sizeof word);
-      if (word & 0x8080808080808080ULL) break;
-    }
-    while (p < end && static_cast<unsigned char>(*p) < 0x80) ++p;
-    out.append(run, static_cast<std::size_t>(p - run));
-    if (p == end) break;
-    const auto c = static_cast<unsigned char>(*p++);
-    out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-  }
-}
-
 // libxml2's validation context for a schema, one per thread and schema, kept for the next run.
 xmlSchemaValidCtxt* libxml2_validator(xmlSchema* schema) {
   struct ThreadValidator {
@@ -1237,10 +1195,11 @@ bool StreamVerifier::run(std::string_view bytes, VerifyReport* report) {
     const FastSchema* fast = nullptr;
     xmlSchema* schema = options_->schemas->schema_for_root(peek_root(bytes), &schema_file_, &fast);
     if (!schema) return false;
-    fast_ = fast != nullptr;
     fast_validator_.reset(fast);
-    if (!fast_) vctxt = libxml2_validator(schema);
-    if (!fast_ && !vctxt) return false;
+    if (!fast) {
+      vctxt = libxml2_validator(schema);
+      if (!vctxt) return false;
+    }
   }
   if (vctxt) {
     xmlSchemaSetValidStructuredErrors(
@@ -1263,9 +1222,13 @@ bool StreamVerifier::run(std::string_view bytes, VerifyReport* report) {
   int options = XML_PARSE_NONET | XML_PARSE_BIG_LINES | XML_PARSE_NOWARNING | XML_PARSE_NOERROR;
   std::string_view text = bytes;
   const char* encoding = nullptr;
-  thread_local std::string utf8;
-  if (declares_latin1(bytes)) {
-    latin1_to_utf8(bytes, utf8);
+  // ISO-8859-1 converted here (from_latin1 copies ASCII runs eight bytes at a time): several
+  // times faster than libxml2's byte-by-byte converter, which the parse then skips (the
+  // declaration is ignored, XML_PARSE_IGNORE_ENC). Every byte becomes the character libxml2
+  // would have made of it.
+  std::string utf8;
+  if (declared_encoding(bytes) == "iso-8859-1") {
+    utf8 = from_latin1(bytes);
     if (utf8.size() > static_cast<std::size_t>(INT32_MAX)) return false;
     text = utf8;
     encoding = "UTF-8";
@@ -1273,15 +1236,15 @@ bool StreamVerifier::run(std::string_view bytes, VerifyReport* report) {
   }
   xmlDoc* none = xmlCtxtReadMemory(ctxt, text.data(), static_cast<int>(text.size()), nullptr,
                                    encoding, options);
-  if (utf8.capacity() > (4u << 20)) std::string().swap(utf8);  // a large envelope's buffer goes
   if (none) xmlFreeDoc(none);
   if (plug) {
     xmlSchemaSAXUnplug(plug);
     ctxt->sax = own_sax;
     ctxt->userData = own_user;
   }
-  const bool schema_ok = fast_ ? fast_validator_.accepted()
-                              : !vctxt || (schema_errors == 0 && xmlSchemaIsValid(vctxt) == 1);
+  const bool schema_ok = fast_validator_.active()
+                             ? fast_validator_.accepted()
+                             : !vctxt || (schema_errors == 0 && xmlSchemaIsValid(vctxt) == 1);
   const bool parsed = schema_ok && !declined_ && ctxt->wellFormed && ctxt->nsWellFormed &&
                       depth_ == 0 && !root_.empty();
   bool ok = parsed && finish(report);

@@ -6,7 +6,10 @@
 #include <openssl/evp.h>
 
 #include <array>
+#include <cctype>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <mutex>
 
@@ -152,8 +155,7 @@ std::string to_latin1(std::string_view utf8, bool strict) {
   out.reserve(utf8.size());
   for (std::size_t i = 0; i < utf8.size();) {
     // ASCII runs (nearly all of a DTE) are copied whole.
-    std::size_t run = i;
-    while (run < utf8.size() && static_cast<unsigned char>(utf8[run]) < 0x80) ++run;
+    const std::size_t run = i + ascii_prefix(utf8.substr(i));
     if (run > i) {
       out.append(utf8.data() + i, run - i);
       i = run;
@@ -189,17 +191,43 @@ std::string to_latin1(std::string_view utf8, bool strict) {
   return out;
 }
 
+std::string declared_encoding(std::string_view bytes) {
+  if (bytes.substr(0, 5) != "<?xml") return {};
+  const auto end = bytes.find("?>");
+  if (end == std::string_view::npos) return {};
+  const auto decl = bytes.substr(0, end);
+  auto pos = decl.find("encoding");
+  if (pos == std::string_view::npos) return "utf-8";
+  pos = decl.find_first_of("\"'", pos);
+  if (pos == std::string_view::npos) return {};
+  const auto close = decl.find(decl[pos], pos + 1);
+  if (close == std::string_view::npos) return {};
+  std::string name(decl.substr(pos + 1, close - pos - 1));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return name;
+}
+
+std::size_t ascii_prefix(std::string_view s) noexcept {
+  std::size_t i = 0;
+  for (std::uint64_t word; s.size() - i >= 8; i += 8) {
+    std::memcpy(&word, s.data() + i, sizeof word);
+    if (word & 0x8080808080808080ULL) break;
+  }
+  while (i < s.size() && static_cast<unsigned char>(s[i]) < 0x80) ++i;
+  return i;
+}
+
 std::string from_latin1(std::string_view latin1) {
   std::string out;
   out.reserve(latin1.size() + latin1.size() / 8);
-  for (char ch : latin1) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    if (c < 0x80) {
-      out.push_back(ch);
-    } else {
-      out.push_back(static_cast<char>(0xC0 | (c >> 6)));
-      out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
-    }
+  while (!latin1.empty()) {
+    const std::size_t run = ascii_prefix(latin1);
+    out.append(latin1.data(), run);
+    if (run == latin1.size()) break;
+    const auto c = static_cast<unsigned char>(latin1[run]);
+    out.push_back(static_cast<char>(0xC0 | (c >> 6)));
+    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
+    latin1.remove_prefix(run + 1);
   }
   return out;
 }

@@ -59,8 +59,11 @@ class SchemaSet {
   xmlSchema* compiled(const std::string& xsd_file, const detail::FastSchema** fast = nullptr) const;
   std::string dir_;
   mutable std::mutex mu_;
-  mutable std::map<std::string, XmlSchemaPtr> cache_;
-  mutable std::map<std::string, std::shared_ptr<const detail::FastSchema>> fast_;
+  struct Compiled {
+    XmlSchemaPtr schema;
+    std::shared_ptr<const detail::FastSchema> fast;  // null: libxml2 validates alone
+  };
+  mutable std::map<std::string, Compiled> cache_;
   bool fast_enabled_ = true;
 };
 

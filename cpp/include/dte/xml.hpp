@@ -43,6 +43,14 @@ std::string serialize_node(xmlNode* node);
 std::string to_latin1(std::string_view utf8, bool strict = false);
 std::string from_latin1(std::string_view latin1);
 
+// The encoding an XML declaration at the very start of `bytes` names, lower case ("utf-8" when
+// it names none); "" without a declaration.
+std::string declared_encoding(std::string_view bytes);
+
+// How many bytes at the start of `s` are ASCII (below 0x80), read eight at a time: the runs
+// that conversions between UTF-8 and ISO-8859-1 copy as they are.
+std::size_t ascii_prefix(std::string_view s) noexcept;
+
 // Keeps only characters that ISO-8859-1 can represent (SII: "strip non-Latin-1"); UTF-8 in/out.
 std::string latin1_safe(std::string_view utf8);
 
