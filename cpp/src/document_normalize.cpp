@@ -131,6 +131,17 @@ const char* type_name(int tipo) noexcept {
 
 namespace {
 
+// A member vector with room for `capacity` members. vector::reserve would copy every member:
+// the pair's key is const, so its move may throw and reallocation falls back to copying, json
+// subtrees included. Here only the keys are copied (mostly short: no allocation), the values
+// moved.
+void grow(json::object_t& members, std::size_t capacity) {
+  json::object_t::Container bigger;
+  bigger.reserve(capacity);
+  for (auto& m : members) bigger.emplace_back(m.first, std::move(m.second));
+  members.swap(bigger);
+}
+
 // The common input read directly: what json::parse would build, for plain JSON only (no \u
 // escapes, integers of at most 18 digits, nesting at most 64 deep, well-formed UTF-8 by the
 // lexer's own table). It declines (nullopt) on anything else, valid or not, and json::parse
@@ -143,7 +154,8 @@ class DirectParser {
 
   std::optional<json> run() {
     json out;
-    if (!value(out, 0)) return std::nullopt;
+    auto root = [&](auto&&... v) -> json& { return out = json(std::forward<decltype(v)>(v)...); };
+    if (!value(root, 0)) return std::nullopt;
     skip_space();
     if (p_ != end_) return std::nullopt;
     return out;
@@ -162,28 +174,32 @@ class DirectParser {
     return true;
   }
 
-  bool value(json& out, int depth) {
+  // Reads a value and has `place` build it where it goes (place(args...) constructs the json
+  // from args there and returns it): no temporary json is built and swapped in.
+  template <class Place>
+  bool value(Place&& place, int depth) {
     skip_space();
     if (p_ == end_) return false;
     switch (*p_) {
-      case '{': return object(out, depth + 1);
-      case '[': return array(out, depth + 1);
+      case '{': return object(place(json::value_t::object), depth + 1);
+      case '[': return array(place(json::value_t::array), depth + 1);
       case '"': {
-        std::string s;
-        if (!string(s)) return false;
-        out = json(std::move(s));
+        std::string_view text;
+        if (!string(text, value_text_)) return false;
+        place(text);
         return true;
       }
-      case 't': out = true; return literal("true");
-      case 'f': out = false; return literal("false");
-      case 'n': out = nullptr; return literal("null");
-      default: return number(out);
+      case 't': place(true); return literal("true");
+      case 'f': place(false); return literal("false");
+      case 'n': place(nullptr); return literal("null");
+      default: return number(place);
     }
   }
 
   // The lexer's number grammar; integers as strtoull / strtoll give them (non-negative ones
   // unsigned), the rest as strtod does (from_chars rounds the same, correctly).
-  bool number(json& out) {
+  template <class Place>
+  bool number(Place& place) {
     const char* start = p_;
     const bool negative = p_ < end_ && *p_ == '-';
     if (negative) ++p_;
@@ -216,15 +232,15 @@ class DirectParser {
       std::uint64_t v = 0;
       for (const char* d = digits; d < p_; ++d) v = v * 10 + static_cast<std::uint64_t>(*d - '0');
       if (negative)
-        out = json(static_cast<json::number_integer_t>(-static_cast<std::int64_t>(v)));
+        place(static_cast<json::number_integer_t>(-static_cast<std::int64_t>(v)));
       else
-        out = json(static_cast<json::number_unsigned_t>(v));
+        place(static_cast<json::number_unsigned_t>(v));
       return true;
     }
     double d = 0;
     auto [ptr, ec] = std::from_chars(start, p_, d);
     if (ec != std::errc() || ptr != p_ || !std::isfinite(d)) return false;
-    out = json(static_cast<json::number_float_t>(d));
+    place(static_cast<json::number_float_t>(d));
     return true;
   }
 
@@ -253,29 +269,69 @@ class DirectParser {
     return t;
   }();
 
-  // At the opening quote. Escapes other than \uXXXX are read; a control character, a \u or a
-  // byte that does not start well-formed UTF-8 declines.
-  bool string(std::string& out) {
+  // Moves p_ to the first byte a string does not take as it is (or to the end). Eight bytes at a
+  // time: a byte below 0x20, a quote, a backslash or one with the high bit set flags its high
+  // bit; a flag only ever carries into a later byte, so the lowest one is the first such byte.
+  void skip_plain() {
+    if constexpr (std::endian::native == std::endian::little) {
+      constexpr std::uint64_t kOnes = 0x0101010101010101u;
+      constexpr std::uint64_t kHigh = 0x8080808080808080u;
+      while (end_ - p_ >= 8) {
+        std::uint64_t w;
+        std::memcpy(&w, p_, 8);
+        const std::uint64_t quote = w ^ (kOnes * '"');
+        const std::uint64_t backslash = w ^ (kOnes * '\\');
+        const std::uint64_t flags = (((w - kOnes * 0x20) & ~w) | ((quote - kOnes) & ~quote) |
+                                     ((backslash - kOnes) & ~backslash) | w) &
+                                    kHigh;
+        if (flags) {
+          p_ += std::countr_zero(flags) / 8;
+          return;
+        }
+        p_ += 8;
+      }
+    }
+    while (p_ < end_ && kPlain[static_cast<unsigned char>(*p_)]) ++p_;
+  }
+
+  // At the opening quote; `text` is the string read, in the input itself unless it has escapes
+  // (then in `escaped`, decoded). Escapes other than \uXXXX are read; a control character, a \u
+  // or a byte that does not start well-formed UTF-8 declines.
+  bool string(std::string_view& text, std::string& escaped) {
     ++p_;
-    const char* run = p_;
+    const char* const start = p_;
     for (;;) {
-      while (p_ < end_ && kPlain[static_cast<unsigned char>(*p_)]) ++p_;
+      skip_plain();
       if (p_ == end_) return false;
       const unsigned char c = static_cast<unsigned char>(*p_);
       if (c == '"') {
-        out.append(run, static_cast<std::size_t>(p_ - run));
+        text = {start, static_cast<std::size_t>(p_ - start)};
         ++p_;
         return true;
       }
       if (c >= 0x80) {
-        const std::size_t n = utf8_length(reinterpret_cast<const unsigned char*>(p_),
-                                          reinterpret_cast<const unsigned char*>(end_));
-        if (!n) return false;
-        p_ += n;
+        if (!skip_utf8()) return false;
         continue;
       }
-      if (c != '\\' || p_ + 1 >= end_) return false;  // a control character
-      out.append(run, static_cast<std::size_t>(p_ - run));
+      if (c != '\\') return false;  // a control character
+      escaped.assign(start, static_cast<std::size_t>(p_ - start));
+      return escaped_rest(text, escaped);
+    }
+  }
+
+  // Past a well-formed UTF-8 sequence at p_; false if there is none.
+  bool skip_utf8() {
+    const std::size_t n = utf8_length(reinterpret_cast<const unsigned char*>(p_),
+                                      reinterpret_cast<const unsigned char*>(end_));
+    p_ += n;
+    return n != 0;
+  }
+
+  // The rest of a string from its first backslash on, decoded into `escaped` (which holds the
+  // text before it). Apart from string()'s loop, which most strings (no escapes) never leave.
+  [[gnu::noinline]] bool escaped_rest(std::string_view& text, std::string& escaped) {
+    for (;;) {
+      if (p_ + 1 >= end_) return false;
       char e;
       switch (p_[1]) {
         case '"': e = '"'; break;
@@ -288,74 +344,99 @@ class DirectParser {
         case 't': e = '\t'; break;
         default: return false;
       }
-      out.push_back(e);
+      escaped.push_back(e);
       p_ += 2;
-      run = p_;
+      const char* run = p_;
+      for (;;) {
+        skip_plain();
+        if (p_ == end_) return false;
+        const unsigned char c = static_cast<unsigned char>(*p_);
+        if (c < 0x80) break;
+        if (!skip_utf8()) return false;
+      }
+      escaped.append(run, static_cast<std::size_t>(p_ - run));
+      if (*p_ == '"') {
+        text = escaped;
+        ++p_;
+        return true;
+      }
+      if (*p_ != '\\') return false;  // a control character
     }
   }
 
-  // Members wait on one stack and move into an object reserved once (ordered_json's member
-  // vector would otherwise grow a key at a time, copying every key at each growth); a repeated
-  // key keeps its first place and takes the last value.
+  // Members are read straight into the object, which starts with room for several: the
+  // documents' objects mostly fit, and normalize() adds a few members of its own. A repeated key
+  // keeps its first place and takes the last value. Only this object's own reading adds to its
+  // members (nested values fill their own containers), so the member being read stays put.
+  // `out` is the empty object just placed.
   bool object(json& out, int depth) {
     if (depth > kMaxDepth) return false;
     ++p_;
-    const std::size_t first = members_.size();
+    auto& members = out.get_ref<json::object_t&>();
     skip_space();
     if (p_ < end_ && *p_ == '}') {
       ++p_;
-    } else {
-      for (;;) {
-        skip_space();
-        if (p_ == end_ || *p_ != '"') return false;
-        std::string key;
-        if (!string(key)) return false;
-        skip_space();
-        if (p_ == end_ || *p_ != ':') return false;
-        ++p_;
+      return true;
+    }
+    members.reserve(8);
+    for (;;) {
+      skip_space();
+      if (p_ == end_ || *p_ != '"') return false;
+      std::string_view key;
+      if (!string(key, key_text_)) return false;
+      skip_space();
+      if (p_ == end_ || *p_ != ':') return false;
+      ++p_;
+      auto same = std::find_if(members.begin(), members.end(), [&](const auto& m) {
+        return m.first.size() == key.size() &&
+               (key.empty() || (m.first[0] == key[0] &&
+                                std::memcmp(m.first.data(), key.data(), key.size()) == 0));
+      });
+      if (same != members.end()) {
         json v;
-        if (!value(v, depth)) return false;
-        members_.emplace_back(std::move(key), std::move(v));
-        skip_space();
-        if (p_ == end_) return false;
-        if (*p_ == ',') {
-          ++p_;
-          continue;
-        }
-        if (*p_ != '}') return false;
-        ++p_;
-        break;
-      }
-    }
-    json obj(json::value_t::object);
-    auto& m = obj.get_ref<json::object_t&>();
-    m.reserve(std::bit_ceil(members_.size() - first));
-    for (std::size_t i = first; i < members_.size(); ++i) {
-      auto& [k, v] = members_[i];
-      auto same = std::find_if(m.begin(), m.end(), [&](const auto& x) { return x.first == k; });
-      if (same != m.end())
+        if (!value([&](auto&&... a) -> json& { return v = json(std::forward<decltype(a)>(a)...); },
+                   depth))
+          return false;
         same->second = std::move(v);
-      else
-        m.emplace_back(std::move(k), std::move(v));
+      } else {
+        // `key` stays valid meanwhile: a string value is decoded into value_text_.
+        auto member = [&](auto&&... a) -> json& {
+          if (members.size() == members.capacity()) grow(members, 2 * members.size());
+          return members
+              .emplace_back(std::piecewise_construct, std::forward_as_tuple(key.data(), key.size()),
+                            std::forward_as_tuple(std::forward<decltype(a)>(a)...))
+              .second;
+        };
+        if (!value(member, depth)) return false;
+      }
+      skip_space();
+      if (p_ == end_) return false;
+      if (*p_ == ',') {
+        ++p_;
+        continue;
+      }
+      if (*p_ != '}') return false;
+      ++p_;
+      return true;
     }
-    members_.resize(first);
-    out = std::move(obj);
-    return true;
   }
 
+  // `out` is the empty array just placed.
   bool array(json& out, int depth) {
     if (depth > kMaxDepth) return false;
     ++p_;
-    json arr(json::value_t::array);
-    auto& items = arr.get_ref<json::array_t&>();
+    auto& items = out.get_ref<json::array_t&>();
     skip_space();
     if (p_ < end_ && *p_ == ']') {
       ++p_;
     } else {
+      items.reserve(4);  // the lists of a document are short: fewer growths
       for (;;) {
-        json v;
-        if (!value(v, depth)) return false;
-        items.push_back(std::move(v));
+        // Only this array's own reading adds to `items`: the new item stays where it is.
+        auto item = [&](auto&&... a) -> json& {
+          return items.emplace_back(std::forward<decltype(a)>(a)...);
+        };
+        if (!value(item, depth)) return false;
         skip_space();
         if (p_ == end_) return false;
         if (*p_ == ',') {
@@ -367,14 +448,15 @@ class DirectParser {
         break;
       }
     }
-    out = std::move(arr);
     return true;
   }
 
   static constexpr int kMaxDepth = 64;
   const char* p_;
   const char* const end_;
-  std::vector<std::pair<std::string, json>> members_;
+  // Strings with escapes, decoded: a key's text must outlive the reading of its value.
+  std::string key_text_;
+  std::string value_text_;
 };
 
 }  // namespace
@@ -415,37 +497,41 @@ void shape_object(json& obj, const Node& node, const detail::FieldPath* path) {
   if (!obj.is_object())
     throw DocumentError("input.type", (path ? detail::path_text(path) : std::string("document")) +
                                           " must be an object");
-  for (auto it = obj.begin(); it != obj.end();) {
-    const Node* child = node.find(it.key());
+  auto& members = obj.get_ref<json::object_t&>();
+  for (auto it = members.begin(); it != members.end();) {
+    const Node* child = node.find(it->first);
     if (!child) {
-      const detail::FieldPath unknown{path, it.key()};
+      const detail::FieldPath unknown{path, it->first};
       throw DocumentError("input.unknown_field",
                           "unknown field '" + detail::path_text(&unknown) +
                               "' (not in SII's schema for this document type)");
     }
+    json& value = it->second;
     // LibreDTE-style input uses false/null for "not given".
-    if (it->is_null() || (it->is_boolean() && !it->get<bool>())) {
-      it = obj.erase(it);
+    if (value.is_null() || (value.is_boolean() && !value.get<bool>())) {
+      it = members.erase(it);
       continue;
     }
-    const detail::FieldPath child_path{path, child->name};
+    const detail::FieldPath child_path{path, child->key()};
     if (child->repeats()) {
-      if (!it->is_array()) {
-        json one = std::move(*it);
-        *it = json::array();
-        it->push_back(std::move(one));
+      if (!value.is_array()) {
+        json one = std::move(value);
+        value = json::array();
+        value.push_back(std::move(one));
       }
       std::size_t i = 0;
-      for (json& item : *it) {
+      for (json& item : value.get_ref<json::array_t&>()) {
         const detail::FieldPath item_path{&child_path, {}, i, true};
         shape_value(item, *child, &item_path);
         ++i;
       }
     } else {
-      if (it->is_array())
+      if (value.is_array())
         throw DocumentError("input.type",
                             detail::path_text(&child_path) + " takes a single value, not a list");
-      shape_value(*it, *child, &child_path);
+      // Text given as text, the common case, stays as it is.
+      const bool text = child->kind == Kind::kText || child->kind == Kind::kDate;
+      if (!(text && value.is_string())) shape_value(value, *child, &child_path);
     }
     ++it;
   }
@@ -461,10 +547,12 @@ void shape_value(json& value, const Node& node, const detail::FieldPath* path) {
       if (value.is_boolean()) value = value.get<bool>() ? 1 : 0;
       auto n = detail::as_number(value);
       if (!n) throw DocumentError("input.type", detail::path_text(path) + " must be a number");
-      if (*n == std::floor(*n) && std::fabs(*n) < 9e15L)
-        value = static_cast<long long>(*n);
-      else
+      // A value of the type it would become already holds the same number: left as it is.
+      if (*n == std::floor(*n) && std::fabs(*n) < 9e15L) {
+        if (value.type() != json::value_t::number_integer) value = static_cast<long long>(*n);
+      } else if (!value.is_number_float()) {
         value = static_cast<double>(*n);
+      }
       return;
     }
     case Kind::kText:
@@ -536,13 +624,14 @@ using detail::round_to;
 
 // Stated (non-zero) amounts are kept; zero counts as "not given" as in LibreDTE's input,
 // whose notes state Totales of 0 to be filled in.
-bool stated(const json& obj, const char* key) {
-  return has(obj, key) && num(obj, key) != 0;
+bool stated(const json& obj, std::string_view key) {
+  const json* v = detail::member(obj, key);
+  return v && detail::as_number(*v).value_or(0) != 0;
 }
 
 // obj[key], found without building a std::string key (json's operator[] makes one per call);
 // inserted as operator[] inserts when absent (a null member at the end), with room for a few
-// more first: each growth of a member vector copies every (const) key string it holds.
+// more first.
 json& slot(json& obj, std::string_view key) {
   if (!obj.is_object()) return obj[std::string(key)];  // null becomes an object; others throw
   auto& members = obj.get_ref<json::object_t&>();
@@ -550,7 +639,7 @@ json& slot(json& obj, std::string_view key) {
     if (m.first.size() == key.size() && std::memcmp(m.first.data(), key.data(), key.size()) == 0)
       return m.second;
   if (members.size() == members.capacity())
-    members.reserve(std::max<std::size_t>(8, 2 * members.size()));
+    grow(members, std::max<std::size_t>(8, 2 * members.size()));
   members.emplace_back(std::string(key), json());
   return members.back().second;
 }
@@ -563,46 +652,69 @@ void set_number(json& obj, const char* key, long double value, int frac) {
 }
 
 // An object put in schema order, in place (normalised output reads like the XML); keys the
-// schema does not have are dropped. Each key is looked up once; an object already in order
-// (input follows the XSD) is left as it is, only its groups visited.
+// schema does not have are dropped. An object already in order (input that follows the XSD,
+// or one reordered already) is checked by walking the schema's children alongside its members,
+// which costs less than looking each key up; only its groups are visited. Sibling names are
+// unique in the schema, so the first match ahead is the child find() would give.
 void in_schema_order(json& obj, const Node& node) {
   if (!obj.is_object()) return;
   auto& members = obj.get_ref<json::object_t&>();
-  // Where each known member goes; on the stack for objects of ordinary size.
+  // Where each known member goes; on the stack for objects of ordinary size (left
+  // uninitialised: only the first `count` are ever read).
+  struct Place {
+    std::size_t index;
+    json* value;
+  };
   constexpr std::size_t kLocal = 48;
-  std::pair<std::size_t, json*> local[kLocal];
-  std::vector<std::pair<std::size_t, json*>> heap;
-  std::pair<std::size_t, json*>* found = local;
+  Place local[kLocal];
+  std::vector<Place> heap;
+  Place* found = local;
   if (members.size() > kLocal) {
     heap.resize(members.size());
     found = heap.data();
   }
-  std::size_t count = 0;
-  bool ordered = true;
-  for (auto& [key, value] : members) {
-    const Node* c = node.find(key);
-    if (!c) {
-      ordered = false;
-      continue;
-    }
-    const auto index = static_cast<std::size_t>(c - node.children.data());
-    if (count && index < found[count - 1].first) ordered = false;
-    found[count++] = {index, &value};
-    if (c->kind != Kind::kGroup) continue;
+  const Node* const kids = node.children.data();
+  const std::size_t kid_count = node.children.size();
+  auto visit = [](json& value, const Node& c) {
+    if (c.kind != Kind::kGroup) return;
     if (value.is_array()) {
-      for (json& item : value) in_schema_order(item, *c);
+      for (json& item : value.get_ref<json::array_t&>()) in_schema_order(item, c);
     } else {
-      in_schema_order(value, *c);
+      in_schema_order(value, c);
     }
+  };
+  std::size_t count = 0;
+  std::size_t next = 0;  // the first child a member in order can still be
+  auto it = members.begin();
+  for (; it != members.end(); ++it) {
+    const std::string& key = it->first;
+    std::size_t c = next;
+    while (c < kid_count && !(kids[c].name_len == key.size() &&
+                              std::memcmp(kids[c].name, key.data(), key.size()) == 0))
+      ++c;
+    if (c == kid_count) break;  // unknown, or behind the one before: out of order
+    found[count++] = {c, &it->second};
+    next = c + 1;
+    visit(it->second, kids[c]);
   }
-  if (ordered) return;
-  std::sort(found, found + count, [](const auto& a, const auto& b) { return a.first < b.first; });
-  json out = json::object();
-  auto& sorted = out.get_ref<json::object_t&>();  // keys are unique: appended as they come
+  if (it == members.end()) return;
+  for (; it != members.end(); ++it) {
+    const Node* c = node.find(it->first);
+    if (!c) continue;
+    found[count++] = {static_cast<std::size_t>(c - kids), &it->second};
+    visit(it->second, *c);
+  }
+  std::sort(found, found + count, [](const Place& a, const Place& b) { return a.index < b.index; });
+  // A new member vector swapped in: the json stays the same object, so no container is built
+  // or torn down around it (keys are unique: appended as they come).
+  json::object_t::Container sorted;
   sorted.reserve(count);
-  for (std::size_t i = 0; i < count; ++i)
-    sorted.emplace_back(node.children[found[i].first].name, std::move(*found[i].second));
-  obj = std::move(out);
+  for (std::size_t i = 0; i < count; ++i) {
+    const Node& c = kids[found[i].index];
+    sorted.emplace_back(std::piecewise_construct, std::forward_as_tuple(c.name, c.name_len),
+                        std::forward_as_tuple(std::move(*found[i].value)));
+  }
+  members.swap(sorted);
 }
 
 struct Sums {
@@ -613,6 +725,18 @@ struct Sums {
   std::map<int, long double> tax_base;  // CodImpAdic -> sum of affected line amounts
   std::vector<int> tax_order;
 };
+
+// obj.value(key, fallback) for a text member, without the copies. json::value throws for an
+// `obj` that is not an object and a member that is not text: those cases go to it for its error.
+std::string_view text_or(const json& obj, std::string_view key, std::string_view fallback) {
+  if (obj.is_object()) {
+    const json* v = detail::member(obj, key);
+    if (!v) return fallback;
+    if (v->is_string()) return v->get_ref<const std::string&>();
+  }
+  obj.value(std::string(key), std::string(fallback));  // throws json's error for these cases
+  return fallback;
+}
 
 // Amounts in the document's currency: foreign-currency exports keep two decimals, CLP is whole
 // pesos.
@@ -644,22 +768,40 @@ struct LineAmount {
 };
 
 LineAmount line_amount(const json& line, const Money& money) {
+  // The members it reads, found in one pass over the line (keys are unique).
+  const json *monto_item = nullptr, *qty_item = nullptr, *prc_item = nullptr,
+             *desc_monto = nullptr, *desc_pct = nullptr, *rec_monto = nullptr, *rec_pct = nullptr;
+  if (line.is_object()) {
+    for (const auto& [k, v] : line.get_ref<const json::object_t&>()) {
+      const std::string_view key = k;
+      if (key == "MontoItem") monto_item = &v;
+      else if (key == "QtyItem") qty_item = &v;
+      else if (key == "PrcItem") prc_item = &v;
+      else if (key == "DescuentoMonto") desc_monto = &v;
+      else if (key == "DescuentoPct") desc_pct = &v;
+      else if (key == "RecargoMonto") rec_monto = &v;
+      else if (key == "RecargoPct") rec_pct = &v;
+    }
+  }
+  auto num = [](const json* v) -> long double {
+    return v ? detail::as_number(*v).value_or(0) : 0;
+  };
   LineAmount a;
-  if (stated(line, "MontoItem")) {
+  if (num(monto_item) != 0) {
     a.stated = true;
-    a.monto = num(line, "MontoItem");
+    a.monto = num(monto_item);
     return a;
   }
-  const long double qty = has(line, "QtyItem") ? num(line, "QtyItem") : 1;
-  const long double base = money.round(qty * num(line, "PrcItem"));
-  a.desc = num(line, "DescuentoMonto");
-  if (!has(line, "DescuentoMonto") && has(line, "DescuentoPct")) {
-    a.desc = money.round(base * num(line, "DescuentoPct") / 100);
+  const long double qty = qty_item ? num(qty_item) : 1;
+  const long double base = money.round(qty * num(prc_item));
+  a.desc = num(desc_monto);
+  if (!desc_monto && desc_pct) {
+    a.desc = money.round(base * num(desc_pct) / 100);
     a.desc_from_pct = true;
   }
-  a.rec = num(line, "RecargoMonto");
-  if (!has(line, "RecargoMonto") && has(line, "RecargoPct")) {
-    a.rec = money.round(base * num(line, "RecargoPct") / 100);
+  a.rec = num(rec_monto);
+  if (!rec_monto && rec_pct) {
+    a.rec = money.round(base * num(rec_pct) / 100);
     a.rec_from_pct = true;
   }
   a.monto = base - a.desc + a.rec;
@@ -677,7 +819,8 @@ Sums sum_amounts(const json& doc, const std::vector<long double>& montos, bool e
   if (detalle != doc.end()) {
     for (const json& line : *detalle) {
       const long double monto = montos[i++];
-      const long long ind_exe = has(line, "IndExe") ? int_of(line["IndExe"]) : 0;
+      const json* ind = detail::member(line, "IndExe");
+      const long long ind_exe = ind ? int_of(*ind) : 0;
       // IndExe 2..6 (not billable, guarantees, non-sale items...) stay out of the totals.
       if (ind_exe >= 2) continue;
       if (exempt_type || ind_exe == 1) {
@@ -686,8 +829,8 @@ Sums sum_amounts(const json& doc, const std::vector<long double>& montos, bool e
       } else {
         sums.affected += monto;
         sums.has_affected = true;
-        if (has(line, "CodImpAdic")) {
-          for (const json& c : line["CodImpAdic"]) {
+        if (const json* codes = detail::member(line, "CodImpAdic")) {
+          for (const json& c : *codes) {
             int code = static_cast<int>(int_of(c));
             if (!sums.tax_base.count(code)) sums.tax_order.push_back(code);
             sums.tax_base[code] += monto;
@@ -702,14 +845,15 @@ Sums sum_amounts(const json& doc, const std::vector<long double>& montos, bool e
   auto globals = doc.find("DscRcgGlobal");
   if (globals != doc.end()) {
     for (const json& dr : *globals) {
-      const long long ind = has(dr, "IndExeDR") ? int_of(dr["IndExeDR"]) : 0;
+      const json* ind_exe = detail::member(dr, "IndExeDR");
+      const long long ind = ind_exe ? int_of(*ind_exe) : 0;
       if (ind == 2) continue;  // not billable: outside the totals
       const bool to_exempt = exempt_type || ind == 1;
       const long double bucket = to_exempt ? exempt_lines : affected_lines;
-      const std::string tpo_valor = dr.value("TpoValor", std::string("$"));
+      const std::string_view tpo_valor = text_or(dr, "TpoValor", "$");
       long double value = num(dr, "ValorDR");
       long double amount = tpo_valor == "%" ? money.round(bucket * value / 100) : value;
-      const std::string mov = dr.value("TpoMov", std::string("D"));
+      const std::string_view mov = text_or(dr, "TpoMov", "D");
       if (mov == "D") amount = -amount;
       (to_exempt ? sums.exempt : sums.affected) += amount;
     }
@@ -874,10 +1018,10 @@ json detail::normalize(json&& input) {
 
   // ordered_json keeps members in a vector: create every member we hold a reference to
   // before taking the references, or an insertion would leave them dangling.
-  if (!doc.contains("Detalle")) slot(doc, "Detalle") = json::array();
+  if (!has(doc, "Detalle")) slot(doc, "Detalle") = json::array();
   if (!slot(doc, "Encabezado").is_object()) slot(doc, "Encabezado") = json::object();
   for (const char* k : {"IdDoc", "Totales"})
-    if (!slot(doc, "Encabezado").contains(k)) slot(doc, "Encabezado")[k] = json::object();
+    if (!has(slot(doc, "Encabezado"), k)) slot(slot(doc, "Encabezado"), k) = json::object();
   json& enc = slot(doc, "Encabezado");
   json& id = slot(enc, "IdDoc");
   if (!has(id, "FchEmis")) slot(id, "FchEmis") = today_date();
@@ -896,6 +1040,7 @@ json detail::normalize(json&& input) {
   // Lines: numbers, and MontoItem (with a discount or surcharge given as a percentage) where the
   // input leaves it out. The totals sum the unrounded amounts.
   std::vector<long double> montos;
+  montos.reserve(slot(doc, "Detalle").size());
   std::size_t n = 0;
   for (json& line : slot(doc, "Detalle")) {
     ++n;
@@ -908,7 +1053,7 @@ json detail::normalize(json&& input) {
     }
     montos.push_back(a.monto);
   }
-  if (doc.contains("DscRcgGlobal")) {
+  if (has(doc, "DscRcgGlobal")) {
     std::size_t k = 0;
     for (json& dr : slot(doc, "DscRcgGlobal")) {
       ++k;
@@ -917,11 +1062,11 @@ json detail::normalize(json&& input) {
   }
   const Sums sums = sum_amounts(doc, montos, exempt_type, money);
   json* otra_moneda =
-      enc.contains("OtraMoneda") && slot(enc, "OtraMoneda").is_object() ? &slot(enc, "OtraMoneda") : nullptr;
+      has(enc, "OtraMoneda") && slot(enc, "OtraMoneda").is_object() ? &slot(enc, "OtraMoneda") : nullptr;
   fill_totals(totales, otra_moneda, sums, tipo, id, money);
 
   // References: number the lines; FchRef defaults to the issue date (SII requires one).
-  if (doc.contains("Referencia")) {
+  if (has(doc, "Referencia")) {
     std::size_t k = 0;
     for (json& ref : slot(doc, "Referencia")) {
       ++k;
@@ -929,14 +1074,14 @@ json detail::normalize(json&& input) {
       if (!boleta && !has(ref, "FchRef")) slot(ref, "FchRef") = fch_emis;
     }
   }
-  if (doc.contains("SubTotInfo")) {
+  if (has(doc, "SubTotInfo")) {
     std::size_t k = 0;
     for (json& sti : slot(doc, "SubTotInfo")) {
       ++k;
       if (!has(sti, "NroSTI")) slot(sti, "NroSTI") = static_cast<long long>(k);
     }
   }
-  if (doc.contains("Comisiones")) {
+  if (has(doc, "Comisiones")) {
     std::size_t k = 0;
     for (json& com : slot(doc, "Comisiones")) {
       ++k;

@@ -115,11 +115,13 @@ void check_valid_at(const Certificate& cert, const std::string& timestamp) {
 void release(json& doc) noexcept {
   if (doc.is_object()) {
     auto& members = doc.get_ref<json::object_t&>();
-    for (auto& m : members) release(m.second);
+    for (auto& m : members)
+      if (m.second.is_structured()) release(m.second);
     members.clear();
   } else if (doc.is_array()) {
     auto& items = doc.get_ref<json::array_t&>();
-    for (json& item : items) release(item);
+    for (json& item : items)
+      if (item.is_structured()) release(item);
     items.clear();
   }
 }
