@@ -1,7 +1,10 @@
 // The rule engine: what SII is known to reject (errors) or to alter (warnings), as values.
+#include <array>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <string>
+#include <string_view>
 
 #include "document_internal.hpp"
 #include "dte/errors.hpp"
@@ -18,6 +21,65 @@ using detail::Kind;
 using detail::Node;
 using detail::num;
 using Sev = Finding::Severity;
+
+// Members of an object that the rules read by name again and again, found in one pass over it
+// (nullptr: absent); what detail::member and detail::num give for each.
+class Picked {
+ public:
+  static constexpr std::size_t kMax = 10;
+  template <std::size_t N>
+  Picked(const json& obj, const std::array<std::string_view, N>& keys) {
+    static_assert(N <= kMax);
+    if (!obj.is_object()) return;
+    for (const auto& m : obj.get_ref<const json::object_t&>()) {
+      for (std::size_t k = 0; k < N; ++k) {
+        if (!at_[k] && m.first.size() == keys[k].size() && m.first == keys[k]) {
+          at_[k] = &m.second;
+          break;
+        }
+      }
+    }
+  }
+  const json* operator[](std::size_t k) const { return at_[k]; }
+  bool has(std::size_t k) const { return at_[k] != nullptr; }
+  long double num(std::size_t k) const { return at_[k] ? as_number(*at_[k]).value_or(0) : 0; }
+
+ private:
+  std::array<const json*, kMax> at_{};
+};
+
+// A list member as the rules read it, without a copy: an array's items, a single value as a list
+// of one, nothing for null or absent.
+class List {
+ public:
+  explicit List(const json* v) {
+    if (!v) return;
+    if (v->is_array())
+      items_ = &v->get_ref<const json::array_t&>();
+    else if (!v->is_null())
+      one_ = v;
+  }
+  std::size_t size() const { return items_ ? items_->size() : one_ ? 1 : 0; }
+  bool empty() const { return size() == 0; }
+  const json* operator[](std::size_t i) const { return items_ ? &(*items_)[i] : one_; }
+
+  struct Iterator {
+    const List* list;
+    std::size_t at;
+    const json* operator*() const { return (*list)[at]; }
+    Iterator& operator++() {
+      ++at;
+      return *this;
+    }
+    bool operator!=(const Iterator& other) const { return at != other.at; }
+  };
+  Iterator begin() const { return {this, 0}; }
+  Iterator end() const { return {this, size()}; }
+
+ private:
+  const json::array_t* items_ = nullptr;
+  const json* one_ = nullptr;
+};
 
 class Rules {
  public:
@@ -44,18 +106,7 @@ class Rules {
     return it && it->is_object() ? *it : empty;
   }
   // Lists may still be single objects when the input was not normalised.
-  std::vector<const json*> items(const json& parent, const char* key) const {
-    std::vector<const json*> v;
-    const json* it = detail::member(parent, key);
-    if (!it) return v;
-    if (it->is_array()) {
-      v.reserve(it->size());
-      for (const json& x : *it) v.push_back(&x);
-    } else if (!it->is_null()) {
-      v.push_back(it);
-    }
-    return v;
-  }
+  static List items(const json& parent, const char* key) { return List(detail::member(parent, key)); }
   std::string text(const json& o, const char* key) const {
     const json* found = detail::member(o, key);
     if (!found) return {};
@@ -64,8 +115,8 @@ class Rules {
     if (v.is_number()) return detail::format_number(*as_number(v), 6);
     return {};
   }
-  bool filled(const json& o, const char* key) const {
-    const json* found = detail::member(o, key);
+  bool filled(const json& o, const char* key) const { return filled(detail::member(o, key)); }
+  static bool filled(const json* found) {
     if (!found) return false;
     const json& v = *found;
     if (v.is_string()) {
@@ -91,6 +142,7 @@ class Rules {
   void references();
   void totals();
   void texts(const json& value, const Node& node, const detail::FieldPath* path);
+  void text_limits(const std::string& s, const Node& node, const detail::FieldPath* path);
 
   const json& doc_;
   const RuleContext& ctx_;
@@ -160,7 +212,7 @@ bool Rules::check_date(const json& o, const char* key, const std::string& path, 
 
 void Rules::id_doc() {
   const json& id = obj(obj(doc_, "Encabezado"), "IdDoc");
-  const std::string p = "Encabezado.IdDoc";
+  static const std::string p = "Encabezado.IdDoc";
   long long folio = 0;
   if (!has(id, "Folio")) {
     error("field.required", p + ".Folio", "Folio is required");
@@ -227,7 +279,7 @@ void Rules::id_doc() {
 
 void Rules::issuer() {
   const json& em = obj(obj(doc_, "Encabezado"), "Emisor");
-  const std::string p = "Encabezado.Emisor";
+  static const std::string p = "Encabezado.Emisor";
   auto r = rut(em, "RUTEmisor", p, "RUTEmisor", true);
   if (r && !ctx_.caf_issuer_rut.empty()) {
     auto caf = Rut::try_parse(ctx_.caf_issuer_rut);
@@ -260,7 +312,7 @@ void Rules::issuer() {
 
 void Rules::receiver() {
   const json& enc = obj(doc_, "Encabezado");
-  const std::string p = "Encabezado.Receptor";
+  static const std::string p = "Encabezado.Receptor";
   if (!has(enc, "Receptor")) {
     error("field.required", p, boleta_ ? "Receptor with RUTRecep (66666666-6 for an anonymous buyer) is required"
                                        : "the receiver (Receptor) is required");
@@ -301,48 +353,62 @@ void Rules::lines() {
           "at most " + std::to_string(limit) + " lines are allowed, the document has " +
               std::to_string(det.size()));
   const long double tolerance = export_ ? 0.01L : 0.5L;
+  // The members read below, by position in `kKeys`; the first seven are checked for sign.
+  enum { kQty, kPrc, kMonto, kDescMonto, kRecMonto, kDescPct, kRecPct, kNmb, kCodImp, kIndExe };
+  static constexpr std::array<std::string_view, 10> kKeys = {
+      "QtyItem",      "PrcItem",    "MontoItem", "DescuentoMonto", "RecargoMonto",
+      "DescuentoPct", "RecargoPct", "NmbItem",   "CodImpAdic",     "IndExe"};
   for (std::size_t i = 0; i < det.size(); ++i) {
     const json& l = *det[i];
-    const std::string p = "Detalle[" + std::to_string(i) + "]";
+    // The line's path, spelt out for a finding only.
+    auto p = [i] { return "Detalle[" + std::to_string(i) + "]"; };
     if (!l.is_object()) {
-      error("input.type", p, "a line must be an object");
+      error("input.type", p(), "a line must be an object");
       continue;
     }
-    require(l, "NmbItem", p, "the item name (NmbItem)");
-    for (const char* k : {"QtyItem", "PrcItem", "MontoItem", "DescuentoMonto", "RecargoMonto",
-                          "DescuentoPct", "RecargoPct"}) {
-      if (has(l, k) && num(l, k) < 0)
-        error("amount.negative", p + "." + k, std::string(k) + " must not be negative");
+    const Picked f(l, kKeys);
+    if (!filled(f[kNmb])) error("field.required", p() + ".NmbItem", "the item name (NmbItem) is required");
+    for (std::size_t k = kQty; k <= kRecPct; ++k) {
+      if (f.has(k) && f.num(k) < 0)
+        error("amount.negative", p() + "." + std::string(kKeys[k]),
+              std::string(kKeys[k]) + " must not be negative");
     }
-    if (has(l, "DescuentoPct") && num(l, "DescuentoPct") > 100)
-      error("field.value", p + ".DescuentoPct", "DescuentoPct must be at most 100");
-    if (has(l, "PrcItem") && has(l, "MontoItem")) {
-      const long double qty = has(l, "QtyItem") ? num(l, "QtyItem") : 1;
-      const long double base = export_ ? detail::round_to(qty * num(l, "PrcItem"), 2)
+    if (f.has(kDescPct) && f.num(kDescPct) > 100)
+      error("field.value", p() + ".DescuentoPct", "DescuentoPct must be at most 100");
+    if (f.has(kPrc) && f.has(kMonto)) {
+      const long double qty = f.has(kQty) ? f.num(kQty) : 1;
+      const long double base = export_ ? detail::round_to(qty * f.num(kPrc), 2)
                                        : static_cast<long double>(
-                                             detail::round_half_up(qty * num(l, "PrcItem")));
-      long double desc = num(l, "DescuentoMonto");
-      if (!has(l, "DescuentoMonto") && has(l, "DescuentoPct"))
-        desc = detail::round_to(base * num(l, "DescuentoPct") / 100, export_ ? 2 : 0);
-      long double rec = num(l, "RecargoMonto");
-      if (!has(l, "RecargoMonto") && has(l, "RecargoPct"))
-        rec = detail::round_to(base * num(l, "RecargoPct") / 100, export_ ? 2 : 0);
+                                             detail::round_half_up(qty * f.num(kPrc)));
+      long double desc = f.num(kDescMonto);
+      if (!f.has(kDescMonto) && f.has(kDescPct))
+        desc = detail::round_to(base * f.num(kDescPct) / 100, export_ ? 2 : 0);
+      long double rec = f.num(kRecMonto);
+      if (!f.has(kRecMonto) && f.has(kRecPct))
+        rec = detail::round_to(base * f.num(kRecPct) / 100, export_ ? 2 : 0);
       const long double expected = base - desc + rec;
-      const long double stated_amount = num(l, "MontoItem");
+      const long double stated_amount = f.num(kMonto);
       if (std::fabs(expected - stated_amount) > tolerance)
-        error("line.monto_mismatch", p + ".MontoItem",
+        error("line.monto_mismatch", p() + ".MontoItem",
               "MontoItem " + detail::format_number(stated_amount, 4) + " differs from QtyItem x PrcItem - discount + surcharge = " +
                   detail::format_number(expected, 4));
     }
-    for (const json* c : items(l, "CodImpAdic")) {
-      long long code = int_of(*c, -1);
-      if (!detail::tax_code(static_cast<int>(code)))
-        error("tax.unknown_code", p + ".CodImpAdic",
-              "CodImpAdic " + std::to_string(code) + " is not a code of SII's tax table");
+    if (const json* codes = f[kCodImp]) {
+      auto check = [&](const json& c) {
+        long long code = int_of(c, -1);
+        if (!detail::tax_code(static_cast<int>(code)))
+          error("tax.unknown_code", p() + ".CodImpAdic",
+                "CodImpAdic " + std::to_string(code) + " is not a code of SII's tax table");
+      };
+      if (codes->is_array()) {
+        for (const json& c : codes->get_ref<const json::array_t&>()) check(c);
+      } else if (!codes->is_null()) {
+        check(*codes);
+      }
     }
-    if (has(l, "IndExe")) {
-      long long ind = int_of(l["IndExe"]);
-      if (ind < 1 || ind > 6) error("field.value", p + ".IndExe", "IndExe must be 1..6");
+    if (f.has(kIndExe)) {
+      long long ind = int_of(*f[kIndExe]);
+      if (ind < 1 || ind > 6) error("field.value", p() + ".IndExe", "IndExe must be 1..6");
     }
   }
 }
@@ -409,31 +475,37 @@ void Rules::references() {
 void Rules::totals() {
   const json& enc = obj(doc_, "Encabezado");
   const json& t = obj(enc, "Totales");
-  const std::string p = "Encabezado.Totales";
-  if (!has(t, "MntTotal")) {
+  static const std::string p = "Encabezado.Totales";
+  // The members read below, by position in `kKeys`: the first six are checked for sign.
+  enum { kNeto, kExe, kIva, kTotal, kTasa, kIvaNoRet, kMoneda };
+  static constexpr std::array<std::string_view, 7> kKeys = {
+      "MntNeto", "MntExe", "IVA", "MntTotal", "TasaIVA", "IVANoRet", "TpoMoneda"};
+  const Picked f(t, kKeys);
+  if (!f.has(kTotal)) {
     error("field.required", p + ".MntTotal", "MntTotal is required");
     return;
   }
-  for (const char* k : {"MntNeto", "MntExe", "IVA", "MntTotal", "TasaIVA", "IVANoRet"}) {
-    if (has(t, k) && num(t, k) < 0)
-      error("amount.negative", p + "." + k, std::string(k) + " must not be negative");
+  for (std::size_t k = kNeto; k <= kIvaNoRet; ++k) {
+    if (f.has(k) && f.num(k) < 0)
+      error("amount.negative", p + "." + std::string(kKeys[k]),
+            std::string(kKeys[k]) + " must not be negative");
   }
   auto imps = items(t, "ImptoReten");
   if (imps.size() > 20) error("list.too_long", p + ".ImptoReten", "at most 20 ImptoReten are allowed");
-  if (export_ && !filled(t, "TpoMoneda"))
+  if (export_ && !filled(f[kMoneda]))
     error("export.currency", p + ".TpoMoneda", "an export document must state its currency (TpoMoneda)");
-  if (is_exempt_type(tipo_) && (num(t, "MntNeto") != 0 || num(t, "IVA") != 0))
+  if (is_exempt_type(tipo_) && (f.num(kNeto) != 0 || f.num(kIva) != 0))
     error("totals.exempt_has_vat", p + ".IVA", "an exempt document cannot carry MntNeto or IVA");
 
   // IVA against the stated net amount (SII: half-up).
-  if (!is_exempt_type(tipo_) && has(t, "MntNeto") && !boleta_) {
-    const long double tasa = has(t, "TasaIVA") ? num(t, "TasaIVA") : 19;
-    if (num(t, "MntNeto") != 0 && tasa != 19)
+  if (!is_exempt_type(tipo_) && f.has(kNeto) && !boleta_) {
+    const long double tasa = f.has(kTasa) ? f.num(kTasa) : 19;
+    if (f.num(kNeto) != 0 && tasa != 19)
       warn("totals.tasa_iva", p + ".TasaIVA", "TasaIVA is normally 19");
-    const long long iva = detail::round_half_up(num(t, "MntNeto") * tasa / 100);
-    if (static_cast<long long>(num(t, "IVA")) != iva)
+    const long long iva = detail::round_half_up(f.num(kNeto) * tasa / 100);
+    if (static_cast<long long>(f.num(kIva)) != iva)
       error("totals.iva_mismatch", p + ".IVA",
-            "IVA " + detail::format_number(num(t, "IVA"), 0) + " should be " + std::to_string(iva) +
+            "IVA " + detail::format_number(f.num(kIva), 0) + " should be " + std::to_string(iva) +
                 " (MntNeto x TasaIVA / 100, rounded half up)");
   }
   // MntTotal against its stated parts.
@@ -451,13 +523,13 @@ void Rules::totals() {
     (tc->retention ? retained : additional) += num(imp, "MontoImp");
   }
   if (!export_) {
-    const long double parts = num(t, "MntNeto") + num(t, "MntExe") + num(t, "IVA") + additional - retained;
-    if (!boleta_ && std::fabs(parts - num(t, "MntTotal")) > 0.5L)
+    const long double parts = f.num(kNeto) + f.num(kExe) + f.num(kIva) + additional - retained;
+    if (!boleta_ && std::fabs(parts - f.num(kTotal)) > 0.5L)
       error("totals.mnt_total_mismatch", p + ".MntTotal",
-            "MntTotal " + detail::format_number(num(t, "MntTotal"), 0) +
+            "MntTotal " + detail::format_number(f.num(kTotal), 0) +
                 " does not add up: MntNeto + MntExe + IVA + additional taxes - retentions = " +
                 detail::format_number(parts, 0));
-    if (boleta_ && std::fabs(num(t, "MntNeto") + num(t, "MntExe") + num(t, "IVA") - num(t, "MntTotal")) > 0.5L)
+    if (boleta_ && std::fabs(f.num(kNeto) + f.num(kExe) + f.num(kIva) - f.num(kTotal)) > 0.5L)
       error("totals.mnt_total_mismatch", p + ".MntTotal",
             "MntTotal does not add up: MntNeto + MntExe + IVA");
   }
@@ -481,12 +553,13 @@ void Rules::totals() {
     error(e.code(), "", e.what());
     return;
   }
-  const json& et = expected;
+  const Picked et(expected, kKeys);
   const long double tolerance = export_ ? 0.01L : 0.5L;
-  for (const char* k : {"MntNeto", "MntExe", "IVA", "MntTotal"}) {
-    const long double want = num(et, k);
-    const long double have = num(t, k);
+  for (std::size_t i = kNeto; i <= kTotal; ++i) {
+    const long double want = et.num(i);
+    const long double have = f.num(i);
     if (std::fabs(want - have) > tolerance) {
+      const std::string k(kKeys[i]);
       std::string code = std::string("totals.") + k;
       error(code == "totals.MntNeto"   ? "totals.mnt_neto_mismatch"
             : code == "totals.MntExe"  ? "totals.mnt_exe_mismatch"
@@ -514,36 +587,51 @@ void Rules::totals() {
 }
 
 void Rules::texts(const json& value, const Node& node, const detail::FieldPath* path) {
-  if (node.kind == Kind::kGroup) {
-    if (value.is_array()) {
-      for (std::size_t i = 0; i < value.size(); ++i) {
-        const detail::FieldPath item{path, {}, i, true};
-        texts(value[i], node, &item);
-      }
-      return;
-    }
-    if (!value.is_object()) return;
-    for (auto it = value.begin(); it != value.end(); ++it) {
-      const detail::FieldPath member{path, it.key()};
-      const Node* c = node.find(it.key());
-      if (!c) {
-        error("input.unknown_field", detail::path_text(&member),
-              "unknown field (not in SII's schema for this document type)");
-        continue;
-      }
-      texts(*it, *c, &member);
-    }
-    return;
-  }
   if (value.is_array()) {
-    for (std::size_t i = 0; i < value.size(); ++i) {
-      const detail::FieldPath item{path, {}, i, true};
-      texts(value[i], node, &item);
+    std::size_t i = 0;
+    for (const json& item : value.get_ref<const json::array_t&>()) {
+      const detail::FieldPath at{path, {}, i++, true};
+      texts(item, node, &at);
     }
     return;
   }
-  if (node.kind != Kind::kText || !value.is_string()) return;
-  const std::string& s = value.get_ref<const std::string&>();
+  if (node.kind != Kind::kGroup) {
+    if (node.kind == Kind::kText && value.is_string())
+      text_limits(value.get_ref<const std::string&>(), node, path);
+    return;
+  }
+  if (!value.is_object()) return;
+  // normalize() writes the members in schema order: each is then found by going on from the
+  // last one found (by name search otherwise). No group names two children alike (a test
+  // checks), so that is the child find() gives.
+  const Node* next = node.children.data();
+  const Node* const last = next + node.children.size();
+  for (const auto& m : value.get_ref<const json::object_t&>()) {
+    const detail::FieldPath member{path, m.first};
+    const Node* c = nullptr;
+    for (const Node* n = next; n != last; ++n) {
+      if (n->name_len == m.first.size() && n->name[0] == m.first[0] &&
+          std::memcmp(n->name, m.first.data(), n->name_len) == 0) {
+        c = n;
+        next = n + 1;
+        break;
+      }
+    }
+    if (!c) c = node.find(m.first);
+    if (!c) {
+      error("input.unknown_field", detail::path_text(&member),
+            "unknown field (not in SII's schema for this document type)");
+      continue;
+    }
+    const json& v = m.second;
+    if (c->kind == Kind::kGroup || v.is_array())
+      texts(v, *c, &member);
+    else if (c->kind == Kind::kText && v.is_string())
+      text_limits(v.get_ref<const std::string&>(), *c, &member);
+  }
+}
+
+void Rules::text_limits(const std::string& s, const Node& node, const detail::FieldPath* path) {
   // Most texts are what latin1_safe keeps as it is: no copy to compare for those.
   std::string converted;
   const bool unchanged = detail::latin1_unchanged(s);

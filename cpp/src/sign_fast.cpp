@@ -4,10 +4,16 @@
 // written once in its canonical form (the text the digest covers) and the output bytes are that
 // same text with libxml2's empty-element form, in Latin-1. Whatever this file does not model
 // makes it decline, and the DOM path signs instead.
+#include <array>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <cstdlib>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "document_internal.hpp"
 #include "dte/errors.hpp"
@@ -28,67 +34,107 @@ bool plain_token(std::string_view s) {
   return true;
 }
 
-// Rewrites out[from..] from UTF-8 to ISO-8859-1 in place (the Latin-1 text is never longer);
-// false for a character Latin-1 cannot hold (libxml2 would write a character reference: left
-// to the DOM path).
-bool latin1_in_place(std::string& out, std::size_t from) {
-  char* w = out.data() + from;
-  const char* p = w;
-  const char* const end = out.data() + out.size();
-  while (p < end) {
-    const char* run = p;
-    // The text is mostly tags and plain values: ASCII runs, moved whole.
-    const std::size_t len = ascii_prefix(std::string_view(p, static_cast<std::size_t>(end - p)));
-    p += len;
-    if (w != run) std::memmove(w, run, len);
-    w += len;
-    if (p == end) break;
-    const unsigned char c = static_cast<unsigned char>(*p);
-    if ((c != 0xC2 && c != 0xC3) || p + 1 == end ||
-        (static_cast<unsigned char>(p[1]) & 0xC0) != 0x80)
-      return false;
-    *w++ = static_cast<char>(((c & 0x03U) << 6) | (static_cast<unsigned char>(p[1]) & 0x3FU));
-    p += 2;
+// The first byte at or after `p` that append_serialized must look at: one with the high bit set
+// (UTF-8 to make Latin-1), or a '<' right after a '>' (an empty element <x></x> has one; in
+// formatted text, where tags follow text or an indent, little else does). `end` if none. Many
+// bytes at a time: the text is mostly tags and plain values without either.
+const char* next_special(const char* begin, const char* p, const char* end) {
+  bool after_gt = p > begin && p[-1] == '>';  // p[0]'s predecessor
+#if defined(__SSE2__)
+  const __m128i gt_bytes = _mm_set1_epi8('>');
+  const __m128i lt_bytes = _mm_set1_epi8('<');
+  while (end - p >= 16) {
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const auto gt = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, gt_bytes)));
+    const auto lt = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, lt_bytes)));
+    const unsigned hit = static_cast<unsigned>(_mm_movemask_epi8(x)) |
+                         (((gt << 1) | static_cast<unsigned>(after_gt)) & lt);
+    if (hit) return p + std::countr_zero(hit);
+    after_gt = (gt >> 15) != 0;
+    p += 16;
   }
-  out.resize(static_cast<std::size_t>(w - out.data()));
-  return true;
+#endif
+  for (; p < end; ++p) {
+    const auto c = static_cast<unsigned char>(*p);
+    if (c >= 0x80 || (c == '<' && after_gt)) return p;
+    after_gt = c == '>';
+  }
+  return end;
 }
 
 // The output bytes of a canonical text: libxml2's serialiser writes an element without children
-// as <x/> where C14N writes <x></x>, and writes Latin-1. Text and the attribute values let
-// through here hold no raw '<' or '>', so a start tag's '>' is the next '>' after its '<', and a
-// start tag directly followed by "</" is an empty element. The tags are collapsed on the UTF-8
-// text (markup is ASCII), then the whole of it is made Latin-1 in one pass.
+// as <x/> where C14N writes <x></x>, and writes Latin-1 (false for a character Latin-1 cannot
+// hold: libxml2 would write a character reference, left to the DOM path). Text and the
+// attribute values let through here hold no raw '<' or '>', so a start tag's '<' is the last
+// '<' before its '>', and a start tag directly followed by "</" is an empty element.
 bool append_serialized(std::string& out, std::string_view s) {
-  const std::size_t from = out.size();
-  const char* p = s.data();
-  const char* const end = p + s.size();
+  out.reserve(out.size() + s.size());  // the output is never longer
+  const char* const begin = s.data();
+  const char* const end = begin + s.size();
+  const char* p = begin;
   while (p < end) {
-    const char* lt = static_cast<const char*>(std::memchr(p, '<', static_cast<std::size_t>(end - p)));
-    const char* gt =
-        lt ? static_cast<const char*>(std::memchr(lt, '>', static_cast<std::size_t>(end - lt)))
-           : nullptr;
-    if (!gt) {
-      out.append(p, end);
-      break;
+    const char* q = next_special(begin, p, end);
+    out.append(p, q);
+    p = q;
+    if (p == end) break;
+    const auto c = static_cast<unsigned char>(*p);
+    if (c >= 0x80) {
+      if ((c != 0xC2 && c != 0xC3) || p + 1 == end ||
+          (static_cast<unsigned char>(p[1]) & 0xC0) != 0x80)
+        return false;
+      out.push_back(
+          static_cast<char>(((c & 0x03U) << 6) | (static_cast<unsigned char>(p[1]) & 0x3FU)));
+      p += 2;
+      continue;
     }
-    if (lt[1] != '/' && gt + 2 < end && gt[1] == '<' && gt[2] == '/') {
-      out.append(p, gt);
-      out += "/>";
-      const char* close =
-          static_cast<const char*>(std::memchr(gt + 1, '>', static_cast<std::size_t>(end - gt - 1)));
+    // "><": p[-1] closes a tag; an empty element when that is a start tag and p[1] is '/'.
+    const char* lt = p - 1;
+    while (lt != begin && *lt != '<') --lt;
+    if (*lt == '<' && lt[1] != '/' && p + 1 < end && p[1] == '/') {
+      out.back() = '/';
+      out.push_back('>');
+      const char* close = static_cast<const char*>(
+          std::memchr(p, '>', static_cast<std::size_t>(end - p)));
       p = close ? close + 1 : end;
     } else {
-      out.append(p, gt + 1);
-      p = gt + 1;
+      out.push_back('<');
+      ++p;
     }
   }
-  return latin1_in_place(out, from);
+  return true;
 }
 
+// A newline and libxml2's indent of `level` (2 spaces a level; ted_c14n_text goes to 29).
 void indent(std::string& out, int level) {
-  out.push_back('\n');
-  out.append(static_cast<std::size_t>(2 * level), ' ');
+  static constexpr std::string_view kIndents =
+      "\n                                                            ";
+  static_assert(kIndents.size() == 1 + 2 * 30);
+  out.append(kIndents.substr(0, 1 + 2 * static_cast<std::size_t>(level)));
+}
+
+// Byte sets as tables: ted_c14n_text tests every byte of the names and attributes.
+using ByteSet = std::array<bool, 256>;
+constexpr ByteSet byte_set(std::string_view bytes) {
+  ByteSet t{};
+  for (char c : bytes) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}
+bool holds_any(std::string_view s, const ByteSet& set) {
+  for (char c : s)
+    if (set[static_cast<unsigned char>(c)]) return true;
+  return false;
+}
+
+// std::llround(std::strtod(s)): exports' MntTotal has decimals. The usual whole amount of up to
+// 15 digits is exact in a double, so it is read as it is.
+long long rounded_amount(const std::string& s) {
+  if (!s.empty() && s.size() <= 15) {
+    long long v = 0;
+    std::size_t i = 0;
+    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) v = v * 10 + (s[i] - '0');
+    if (i == s.size()) return v;
+  }
+  return std::llround(std::strtod(s.c_str(), nullptr));
 }
 
 }  // namespace
@@ -96,45 +142,77 @@ void indent(std::string& out, int level) {
 std::optional<std::string> ted_c14n_text(std::string_view flat) {
   // The TED is the Documento's child (level 2); libxml2 indents up to 30 levels.
   constexpr int kTedLevel = 2;
+  constexpr std::size_t kMaxDepth = 30 - kTedLevel;  // deeper declines below
+  static constexpr ByteSet kNameBad = byte_set(":&\"/");
+  static constexpr ByteSet kAttrBad = byte_set(":<>& \"");
+  static constexpr ByteSet kValueBad = byte_set("<>&");
   struct Frame {
     std::string_view name;
     bool elements = false;
     bool text = false;
   };
-  std::vector<Frame> stack;
+  std::array<Frame, kMaxDepth + 1> stack;
+  std::size_t depth = 0;
   std::string out;
   out.reserve(flat.size() + 1024);
+  // Every TED of a folio range carries the same <CAF>: its formatted text, a function of its
+  // bytes and its depth alone, is kept per thread and copied instead of formatted again.
+  struct KeptCaf {
+    std::size_t depth = 0;  // of its parent; 0: nothing kept
+    std::string in;
+    std::string out;
+  };
+  thread_local KeptCaf kept;
+  std::size_t caf_at = std::string_view::npos;  // a <CAF> being formatted: where it starts
+  std::size_t caf_out = 0;                      // ... and where its output starts
+  std::size_t caf_depth = 0;
   std::size_t i = 0;
   while (i < flat.size()) {
     if (flat[i] != '<') {
-      if (stack.empty() || stack.back().elements) return std::nullopt;  // mixed content
+      if (depth == 0 || stack[depth - 1].elements) return std::nullopt;  // mixed content
       std::size_t end = flat.find('<', i);
       if (end == std::string_view::npos) return std::nullopt;
       std::string_view text = flat.substr(i, end - i);
       if (text.find("&#") != std::string_view::npos || text.find('>') != std::string_view::npos)
         return std::nullopt;
       out.append(text);
-      stack.back().text = true;
+      stack[depth - 1].text = true;
       i = end;
       continue;
     }
     if (i + 1 < flat.size() && flat[i + 1] == '/') {
       std::size_t end = flat.find('>', i);
-      if (end == std::string_view::npos || stack.empty()) return std::nullopt;
-      if (flat.substr(i + 2, end - i - 2) != stack.back().name) return std::nullopt;
-      if (stack.back().elements) indent(out, kTedLevel + static_cast<int>(stack.size()) - 1);
+      if (end == std::string_view::npos || depth == 0) return std::nullopt;
+      const Frame& top = stack[depth - 1];
+      if (flat.substr(i + 2, end - i - 2) != top.name) return std::nullopt;
+      if (top.elements) indent(out, kTedLevel + static_cast<int>(depth) - 1);
       out.append(flat.substr(i, end - i + 1));
-      stack.pop_back();
+      --depth;
       i = end + 1;
-      if (stack.empty()) return i == flat.size() ? std::optional<std::string>(std::move(out))
-                                                 : std::nullopt;
+      if (depth == caf_depth && caf_at != std::string_view::npos) {
+        kept.depth = caf_depth;
+        kept.in.assign(flat.substr(caf_at, i - caf_at));
+        kept.out.assign(out, caf_out);
+        caf_at = std::string_view::npos;
+      }
+      if (depth == 0) return i == flat.size() ? std::optional<std::string>(std::move(out))
+                                              : std::nullopt;
+      continue;
+    }
+    if (depth > 0 && depth == kept.depth && flat.compare(i, kept.in.size(), kept.in) == 0) {
+      if (stack[depth - 1].text) return std::nullopt;  // mixed content
+      stack[depth - 1].elements = true;
+      if (kTedLevel + static_cast<int>(depth) >= 30) return std::nullopt;
+      indent(out, kTedLevel + static_cast<int>(depth));
+      out += kept.out;
+      i += kept.in.size();
       continue;
     }
     // A start tag: name, then name="value" pairs whose values hold nothing escaped.
     std::size_t p = i + 1;
     while (p < flat.size() && flat[p] != ' ' && flat[p] != '>') ++p;
     std::string_view name = flat.substr(i + 1, p - i - 1);
-    if (name.empty() || name.find_first_of(":&\"/") != std::string_view::npos) return std::nullopt;
+    if (name.empty() || holds_any(name, kNameBad)) return std::nullopt;
     while (p < flat.size() && flat[p] == ' ') {
       std::size_t eq = flat.find("=\"", p);
       if (eq == std::string_view::npos) return std::nullopt;
@@ -142,20 +220,24 @@ std::optional<std::string> ted_c14n_text(std::string_view flat) {
       std::size_t close = flat.find('"', eq + 2);
       if (close == std::string_view::npos) return std::nullopt;
       std::string_view value = flat.substr(eq + 2, close - eq - 2);
-      if (attr.empty() || attr.find_first_of(":<>& \"") != std::string_view::npos ||
-          value.find_first_of("<>&") != std::string_view::npos)
+      if (attr.empty() || holds_any(attr, kAttrBad) || holds_any(value, kValueBad))
         return std::nullopt;
       p = close + 1;
     }
     if (p >= flat.size() || flat[p] != '>') return std::nullopt;
-    if (!stack.empty()) {
-      if (stack.back().text) return std::nullopt;  // mixed content
-      stack.back().elements = true;
-      if (kTedLevel + static_cast<int>(stack.size()) >= 30) return std::nullopt;
-      indent(out, kTedLevel + static_cast<int>(stack.size()));
+    if (depth > 0) {
+      if (stack[depth - 1].text) return std::nullopt;  // mixed content
+      stack[depth - 1].elements = true;
+      if (kTedLevel + static_cast<int>(depth) >= 30) return std::nullopt;
+      indent(out, kTedLevel + static_cast<int>(depth));
+    }
+    if (name == "CAF" && depth > 0 && caf_at == std::string_view::npos) {
+      caf_at = i;
+      caf_out = out.size();
+      caf_depth = depth;
     }
     out.append(flat.substr(i, p - i + 1));
-    stack.push_back(Frame{name});
+    stack[depth++] = Frame{name};
     i = p + 1;
   }
   return std::nullopt;
@@ -181,20 +263,27 @@ std::optional<SignedDte> sign_fast(const json& normalized, const Caf& caf, const
     std::optional<std::string> ted_text = ted_c14n_text(*ted);
     if (!ted_text) return std::nullopt;
 
-    const std::string root = root_name(type);
-    std::string& rest = body->c14n;  // the Documento after its start tag
-    rest += "\n    ";
-    rest += *ted_text;
-    rest += "\n    <TmstFirma>";
-    rest += timestamp;
-    rest += "</TmstFirma>\n  </";
-    rest += root;
-    rest.push_back('>');
-
+    // The canonical Documento, which the signature covers; the output is the same text past
+    // its start tag, serialised.
+    const std::string_view root = root_name(type);
     std::string c14n;
-    c14n.reserve(rest.size() + 128);
-    c14n += "<" + root + " xmlns=\"" + kSiiNs + "\" ID=\"" + id + "\">";
-    c14n += rest;
+    c14n.reserve(body->c14n.size() + ted_text->size() + 256);
+    c14n += '<';
+    c14n += root;
+    c14n += " xmlns=\"";
+    c14n += kSiiNs;
+    c14n += "\" ID=\"";
+    c14n += id;
+    c14n += "\">";
+    const std::size_t content = c14n.size();
+    c14n += body->c14n;
+    c14n += "\n    ";
+    c14n += *ted_text;
+    c14n += "\n    <TmstFirma>";
+    c14n += timestamp;
+    c14n += "</TmstFirma>\n  </";
+    c14n += root;
+    c14n += '>';
     std::optional<std::string> signature = signature_text(c14n, id, cert);
     if (!signature) return std::nullopt;
 
@@ -202,15 +291,19 @@ std::optional<SignedDte> sign_fast(const json& normalized, const Caf& caf, const
     out.xml.reserve(c14n.size() + signature->size() + 128);
     out.xml += "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>\n<DTE xmlns=\"";
     out.xml += kSiiNs;
-    out.xml += "\" version=\"1.0\">\n  <" + root + " ID=\"" + id + "\">";
-    if (!append_serialized(out.xml, rest)) return std::nullopt;
-    out.xml += "\n";
+    out.xml += "\" version=\"1.0\">\n  <";
+    out.xml += root;
+    out.xml += " ID=\"";
+    out.xml += id;
+    out.xml += "\">";
+    if (!append_serialized(out.xml, std::string_view(c14n).substr(content))) return std::nullopt;
+    out.xml += '\n';
     out.xml += *signature;
     out.xml += "</DTE>\n";
     out.id = id;
     out.doc_type = type;
     out.folio = folio;
-    out.total = std::llround(std::strtod(ted_data.mnt.c_str(), nullptr));  // exports: rounded
+    out.total = rounded_amount(ted_data.mnt);  // exports: rounded
     out.issuer_rut = ted_data.re;
     out.receiver_rut = ted_data.rr;
     out.issue_date = ted_data.fe;

@@ -1,7 +1,9 @@
 #include "dte/ted.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -9,6 +11,7 @@
 
 #include "dte/errors.hpp"
 #include "dte/rut.hpp"
+#include "document_internal.hpp"
 #include "dte/xml.hpp"
 #include "sign_fast.hpp"
 #include "verify_internal.hpp"
@@ -42,8 +45,24 @@ std::string trim(std::string s) {
   return s.substr(b);
 }
 
+// trim() without the copy.
+std::string_view trimmed(std::string_view s) {
+  auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!s.empty() && ws(s.back())) s.remove_suffix(1);
+  while (!s.empty() && ws(s.front())) s.remove_prefix(1);
+  return s;
+}
+
 double to_number(const std::string& text, const char* what) {
   if (text.empty()) return 0;
+  // Digits only (a folio, a type, a whole amount), up to 15 of them: exact in a double, which
+  // is what strtod returns for them.
+  if (text.size() <= 15) {
+    long long v = 0;
+    std::size_t i = 0;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) v = v * 10 + (text[i] - '0');
+    if (i == text.size()) return static_cast<double>(v);
+  }
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
   if (end == text.c_str() || *end != '\0')
@@ -104,7 +123,7 @@ TedData ted_data_from_document(const xmlNode* documento, std::string tsted) {
 
 TedData detail::ted_data_from_texts(const TedTexts& texts, std::string tsted) {
   auto required = [&](std::size_t i) {
-    std::string v = trim(texts[i]);
+    std::string v(trimmed(texts[i]));
     if (v.empty())
       throw DocumentError("ted.missing_field",
                           std::string("document has no ") + kTedPaths[i] + " for the TED");
@@ -116,13 +135,13 @@ TedData detail::ted_data_from_texts(const TedTexts& texts, std::string tsted) {
   d.td = static_cast<int>(dte::to_integer(required(1), "TipoDTE"));
   d.f = dte::to_integer(required(2), "Folio");
   d.fe = required(3);
-  d.rr = trim(texts[4]);
-  d.rsr = truncate_chars(trim(texts[5]), 40);
+  d.rr = trimmed(texts[4]);
+  d.rsr = truncate_chars(trimmed(texts[5]), 40);
   // Kept as written: an export's MntTotal (and so its TED MNT, SiiDte:ValorType) has decimals.
-  d.mnt = trim(texts[6]);
+  d.mnt = trimmed(texts[6]);
   if (d.mnt.empty()) d.mnt = "0";
   dte::to_number(d.mnt, "MntTotal");
-  d.it1 = truncate_chars(trim(texts[7]), 40);
+  d.it1 = truncate_chars(trimmed(texts[7]), 40);
   d.tsted = std::move(tsted);
   return d;
 }
@@ -152,13 +171,42 @@ namespace {
 
 // One DD field as flattened_element writes it after parse_xml(esc(v)): false when the parse
 // would not give `v` back (CR, control characters, malformed UTF-8, U+FFFE/U+FFFF).
-bool flat_field(std::string& out, const char* tag, std::string_view v) {
+bool flat_field(std::string& out, std::string_view tag, std::string_view v) {
+  // The usual field: printable ASCII with nothing to escape, written as one piece.
+  bool plain = v.size() <= 64;
   bool blank = true;
+  for (std::size_t i = 0; plain && i < v.size(); ++i) {
+    const auto c = static_cast<unsigned char>(v[i]);
+    plain = c >= 0x20 && c < 0x80 && c != '&' && c != '<' && c != '>';
+    if (c != ' ') blank = false;
+  }
+  if (plain && tag.size() <= 8) {
+    char piece[2 * 8 + 5 + 64];
+    char* w = piece;
+    *w++ = '<';
+    std::memcpy(w, tag.data(), tag.size());
+    w += tag.size();
+    *w++ = '>';
+    if (!blank) {  // flatten_xml drops whitespace-only text between tags
+      std::memcpy(w, v.data(), v.size());
+      w += v.size();
+    }
+    *w++ = '<';
+    *w++ = '/';
+    std::memcpy(w, tag.data(), tag.size());
+    w += tag.size();
+    *w++ = '>';
+    out.append(piece, static_cast<std::size_t>(w - piece));
+    return true;
+  }
+  blank = true;
+  bool escapes = false;
   for (std::size_t i = 0; i < v.size();) {
     unsigned char c = static_cast<unsigned char>(v[i]);
     if (c < 0x80) {
       if (c < 0x20 && c != '\t' && c != '\n') return false;
       if (c != ' ' && c != '\t' && c != '\n') blank = false;
+      if (c == '&' || c == '<' || c == '>') escapes = true;
       ++i;
       continue;
     }
@@ -181,11 +229,15 @@ bool flat_field(std::string& out, const char* tag, std::string_view v) {
   out += tag;
   out.push_back('>');
   if (!blank) {  // flatten_xml drops whitespace-only text between tags
-    for (char c : v) {
-      if (c == '&') out += "&amp;";
-      else if (c == '<') out += "&lt;";
-      else if (c == '>') out += "&gt;";
-      else out.push_back(c);
+    if (!escapes) {
+      out += v;
+    } else {
+      for (char c : v) {
+        if (c == '&') out += "&amp;";
+        else if (c == '<') out += "&lt;";
+        else if (c == '>') out += "&gt;";
+        else out.push_back(c);
+      }
     }
   }
   out += "</";
@@ -194,26 +246,47 @@ bool flat_field(std::string& out, const char* tag, std::string_view v) {
   return true;
 }
 
+// truncate_chars(latin1_safe(text), 40) as a view of `text` when that is all of it (the usual
+// case: a name of up to 40 Latin-1 characters); otherwise the cut copy, kept in `held`.
+std::string_view latin1_cut40(const std::string& text, std::string& held) {
+  std::size_t chars = 0;
+  if (detail::latin1_unchanged(text, &chars) && chars <= 40) return text;
+  held = truncate_chars(latin1_safe(text), 40);
+  return held;
+}
+
 // The flattened <CAF> of a DD, as stamp_ted's parse and flatten of the whole DD write it, kept
 // per CAF text: every document of a folio range carries the same one.
-std::string flat_caf(const std::string& caf_xml) {
+const std::string& flat_caf(const std::string& caf_xml) {
+  // Each pool thread keeps the last one it used: a run of documents shares one CAF, and the
+  // shared cache below costs a lock and a copy.
+  thread_local std::string last_xml;
+  thread_local std::string last_flat;
+  if (!last_flat.empty() && last_xml == caf_xml) return last_flat;
   static std::mutex mu;
   static auto* cache = new std::unordered_map<std::string, std::string>;  // outlives pool threads
+  std::string flat;
   {
     std::lock_guard lock(mu);
     auto it = cache->find(caf_xml);
-    if (it != cache->end()) return it->second;
+    if (it != cache->end()) flat = it->second;
   }
-  XmlDocPtr parsed = parse_xml("<DD>" + caf_xml + "</DD>");
-  std::string flat = flattened_element(xmlDocGetRootElement(parsed.get()));
-  if (flat.size() < 9 || flat.compare(0, 4, "<DD>") != 0 ||
-      flat.compare(flat.size() - 5, 5, "</DD>") != 0)
-    return {};
-  flat = flat.substr(4, flat.size() - 9);
-  std::lock_guard lock(mu);
-  if (cache->size() >= 256) cache->clear();
-  cache->emplace(caf_xml, flat);
-  return flat;
+  if (flat.empty()) {
+    XmlDocPtr parsed = parse_xml("<DD>" + caf_xml + "</DD>");
+    flat = flattened_element(xmlDocGetRootElement(parsed.get()));
+    if (flat.size() < 9 || flat.compare(0, 4, "<DD>") != 0 ||
+        flat.compare(flat.size() - 5, 5, "</DD>") != 0) {
+      last_flat.clear();
+      return last_flat;  // empty: not kept
+    }
+    flat = flat.substr(4, flat.size() - 9);
+    std::lock_guard lock(mu);
+    if (cache->size() >= 256) cache->clear();
+    cache->emplace(caf_xml, flat);
+  }
+  last_xml = caf_xml;
+  last_flat = std::move(flat);
+  return last_flat;
 }
 
 }  // namespace
@@ -221,23 +294,40 @@ std::string flat_caf(const std::string& caf_xml) {
 std::optional<std::string> detail::stamp_ted_direct(const TedData& data, const Caf& caf) {
   if (!caf.info().has_private_key || data.tsted.empty()) return std::nullopt;
   caf.check_fits(data.re, data.td, data.f, std::string_view(data.tsted).substr(0, 10));
-  const std::string caf_part = flat_caf(caf.caf_xml());
+  const std::string& caf_part = flat_caf(caf.caf_xml());
   if (caf_part.empty()) return std::nullopt;
+  std::string rsr_held;
+  std::string it1_held;
+  char td[16];
+  char f[24];
+  const std::string_view td_text(td, static_cast<std::size_t>(
+                                         std::to_chars(td, td + sizeof td, data.td).ptr - td));
+  const std::string_view f_text(f, static_cast<std::size_t>(
+                                       std::to_chars(f, f + sizeof f, data.f).ptr - f));
   std::string flat;
   flat.reserve(caf_part.size() + 512);
   flat += "<DD>";
-  if (!flat_field(flat, "RE", data.re) || !flat_field(flat, "TD", std::to_string(data.td)) ||
-      !flat_field(flat, "F", std::to_string(data.f)) || !flat_field(flat, "FE", data.fe) ||
+  if (!flat_field(flat, "RE", data.re) || !flat_field(flat, "TD", td_text) ||
+      !flat_field(flat, "F", f_text) || !flat_field(flat, "FE", data.fe) ||
       !flat_field(flat, "RR", data.rr) ||
-      !flat_field(flat, "RSR", truncate_chars(latin1_safe(data.rsr), 40)) ||
+      !flat_field(flat, "RSR", latin1_cut40(data.rsr, rsr_held)) ||
       !flat_field(flat, "MNT", data.mnt) ||
-      !flat_field(flat, "IT1", truncate_chars(latin1_safe(data.it1), 40)))
+      !flat_field(flat, "IT1", latin1_cut40(data.it1, it1_held)))
     return std::nullopt;
   flat += caf_part;
   if (!flat_field(flat, "TSTED", data.tsted)) return std::nullopt;
   flat += "</DD>";
-  std::string frmt = base64_encode(caf.sign(to_latin1(flat, true)));
-  return "<TED version=\"1.0\">" + flat + "<FRMT algoritmo=\"SHA1withRSA\">" + frmt + "</FRMT></TED>";
+  // to_latin1 of ASCII (the usual DD) is the text itself.
+  const std::string frmt = base64_encode(caf.sign(
+      ascii_prefix(flat) == flat.size() ? std::string_view(flat) : to_latin1(flat, true)));
+  std::string ted;
+  ted.reserve(flat.size() + frmt.size() + 64);
+  ted += "<TED version=\"1.0\">";
+  ted += flat;
+  ted += "<FRMT algoritmo=\"SHA1withRSA\">";
+  ted += frmt;
+  ted += "</FRMT></TED>";
+  return ted;
 }
 
 void insert_ted(xmlDoc* dte_doc, std::string_view ted_xml, std::string_view tmst_firma) {
