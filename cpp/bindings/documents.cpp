@@ -35,16 +35,16 @@ dte::SignOptions sign_options(const std::string& timestamp, const std::string& t
 
 py::dict signed_dict(const dte::SignedDte& s) {
   py::dict d;
-  d["xml"] = py::bytes(s.xml);
-  d["id"] = s.id;
-  d["doc_type"] = s.doc_type;
-  d["folio"] = s.folio;
-  d["total"] = s.total;
-  d["issuer_rut"] = s.issuer_rut;
-  d["receiver_rut"] = s.receiver_rut;
-  d["issue_date"] = s.issue_date;
-  d["ted_xml"] = s.ted_xml;
-  d["warnings"] = to_list(s.warnings);
+  d[DTE_PY_KEY("xml")] = py::bytes(s.xml);
+  d[DTE_PY_KEY("id")] = s.id;
+  d[DTE_PY_KEY("doc_type")] = s.doc_type;
+  d[DTE_PY_KEY("folio")] = s.folio;
+  d[DTE_PY_KEY("total")] = s.total;
+  d[DTE_PY_KEY("issuer_rut")] = s.issuer_rut;
+  d[DTE_PY_KEY("receiver_rut")] = s.receiver_rut;
+  d[DTE_PY_KEY("issue_date")] = s.issue_date;
+  d[DTE_PY_KEY("ted_xml")] = s.ted_xml;
+  d[DTE_PY_KEY("warnings")] = to_list(s.warnings);
   return d;
 }
 
@@ -165,10 +165,10 @@ void bind_documents(py::module_& m) {
         py::list out;
         for (const auto& o : outcomes) {
           py::dict d;
-          d["ok"] = o.ok;
-          d["dte"] = o.ok ? py::object(signed_dict(o.dte)) : py::object(py::none());
-          d["error_code"] = o.error_code;
-          d["error_message"] = o.error_message;
+          d[DTE_PY_KEY("ok")] = o.ok;
+          d[DTE_PY_KEY("dte")] = o.ok ? py::object(signed_dict(o.dte)) : py::object(py::none());
+          d[DTE_PY_KEY("error_code")] = o.error_code;
+          d[DTE_PY_KEY("error_message")] = o.error_message;
           out.append(std::move(d));
         }
         return out;

@@ -156,20 +156,9 @@ bool rsa_sha1_verify(EVP_PKEY* key, std::string_view data, std::string_view sign
 }
 
 std::string rsa_sha1_sign(EVP_PKEY* key, std::string_view data) {
-  EvpMdCtxPtr ctx = detail::rsa_sha1_context(key, /*sign=*/true);
-  std::size_t len = 0;
-  if (!ctx || EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()),
-                     data.size()) <= 0) {
-    ERR_clear_error();
+  std::string sig = detail::rsa_sha1_sign(key, data);
+  if (sig.empty())
     throw SignatureError("caf.sign", "OpenSSL refused to sign with the CAF key (RSA-SHA1)");
-  }
-  std::string sig(len, '\0');
-  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
-                     reinterpret_cast<const unsigned char*>(data.data()), data.size()) <= 0) {
-    ERR_clear_error();
-    throw SignatureError("caf.sign", "OpenSSL refused to sign with the CAF key (RSA-SHA1)");
-  }
-  sig.resize(len);
   return sig;
 }
 

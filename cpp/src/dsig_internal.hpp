@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "dte/handles.hpp"
 
@@ -27,6 +28,13 @@ std::string take_xmlsec_errors();
 // tables every time. The per-thread cache (8 keys) holds a reference to each key, so a cached
 // address is never another key's. nullptr when OpenSSL refuses the key.
 EvpMdCtxPtr rsa_sha1_context(EVP_PKEY* key, bool sign);
+
+// RSA-SHA1 PKCS#1 v1.5 signature of `data` with `key`: SHA-1 of the data, then EVP_PKEY_sign
+// through a context set up once per thread and key (the per-thread cache holds 8 keys, with a
+// reference to each, like rsa_sha1_context's). The same bytes as EVP_DigestSign, without a
+// context copy per call and the context duplicate EVP_DigestSignFinal makes. Empty when OpenSSL
+// refuses (its error queue cleared).
+std::string rsa_sha1_sign(EVP_PKEY* key, std::string_view data);
 
 // SHA-1 fetched from OpenSSL's providers once (EVP_sha1() looks it up on every use).
 const EVP_MD* sha1_md();

@@ -4,6 +4,7 @@
 #include <libxml/uri.h>
 #include <libxml/xmlIO.h>
 #include <openssl/err.h>
+#include <openssl/rsa.h>
 #include <xmlsec/base64.h>
 #include <xmlsec/crypto.h>
 #include <xmlsec/errors.h>
@@ -99,6 +100,49 @@ EvpMdCtxPtr rsa_sha1_context(EVP_PKEY* key, bool sign) {
   }
   ERR_clear_error();
   return ctx;
+}
+
+std::string rsa_sha1_sign(EVP_PKEY* key, std::string_view data) {
+  struct Entry {
+    EvpPkeyPtr key;  // a reference of our own: the address stays this key's
+    EvpPkeyCtxPtr ctx;
+  };
+  thread_local std::vector<Entry> cache;
+  if (!key) return {};
+  EVP_PKEY_CTX* ctx = nullptr;
+  for (const Entry& e : cache) {
+    if (e.key.get() == key) {
+      ctx = e.ctx.get();
+      break;
+    }
+  }
+  if (!ctx) {
+    EvpPkeyCtxPtr fresh(EVP_PKEY_CTX_new(key, nullptr));
+    if (!fresh || EVP_PKEY_sign_init(fresh.get()) != 1 ||
+        EVP_PKEY_CTX_set_rsa_padding(fresh.get(), RSA_PKCS1_PADDING) != 1 ||
+        EVP_PKEY_CTX_set_signature_md(fresh.get(), sha1_md()) != 1 || EVP_PKEY_up_ref(key) != 1) {
+      ERR_clear_error();
+      return {};
+    }
+    if (cache.size() >= 8) cache.erase(cache.begin());
+    cache.push_back(Entry{EvpPkeyPtr(key), std::move(fresh)});
+    ctx = cache.back().ctx.get();
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  const int size = EVP_PKEY_get_size(key);
+  if (size <= 0 || EVP_Digest(data.data(), data.size(), digest, &digest_len, sha1_md(), nullptr) != 1) {
+    ERR_clear_error();
+    return {};
+  }
+  std::string out(static_cast<std::size_t>(size), '\0');
+  std::size_t len = out.size();
+  if (EVP_PKEY_sign(ctx, reinterpret_cast<unsigned char*>(out.data()), &len, digest, digest_len) != 1) {
+    ERR_clear_error();
+    return {};
+  }
+  out.resize(len);
+  return out;
 }
 
 namespace {
@@ -539,24 +583,14 @@ bool fast_sign(xmlDoc* doc, xmlNode* sig, std::string_view reference_id, EVP_PKE
   set_text(digest_value, digest_b64);
 
   std::string signed_info_c14n;
-  EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  std::size_t sig_len = 0;
   std::string signature;
   // SignedInfo is our own template (fixed elements, plain attributes, base64): the direct writer
   // gives libxml2's bytes without another walk of the whole document.
-  bool ok = (detail::fast_c14n_subtree(signed_info, &signed_info_c14n) ||
-             detail::c14n_subtree(doc, signed_info, &signed_info_c14n)) &&
-            ctx &&
-            EVP_DigestSignInit(ctx.get(), nullptr, detail::sha1_md(), nullptr, key) == 1 &&
-            EVP_DigestSign(ctx.get(), nullptr, &sig_len,
-                           reinterpret_cast<const unsigned char*>(signed_info_c14n.data()),
-                           signed_info_c14n.size()) == 1;
+  bool ok = detail::fast_c14n_subtree(signed_info, &signed_info_c14n) ||
+            detail::c14n_subtree(doc, signed_info, &signed_info_c14n);
   if (ok) {
-    signature.resize(sig_len);
-    ok = EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &sig_len,
-                        reinterpret_cast<const unsigned char*>(signed_info_c14n.data()),
-                        signed_info_c14n.size()) == 1;
-    signature.resize(sig_len);
+    signature = detail::rsa_sha1_sign(key, signed_info_c14n);
+    ok = !signature.empty();
   }
   std::string signature_b64 =
       ok ? base64_lines(reinterpret_cast<const unsigned char*>(signature.data()), signature.size())
@@ -656,28 +690,6 @@ void append_signature(xmlDoc* doc, xmlNode* parent, std::string_view reference_i
   }
 }
 
-namespace {
-
-// RSA-SHA1 PKCS#1 v1.5 of `data`; empty on failure.
-std::string rsa_sha1(EVP_PKEY* key, std::string_view data) {
-  EvpMdCtxPtr ctx = detail::rsa_sha1_context(key, /*sign=*/true);
-  std::size_t len = 0;
-  std::string out;
-  if (ctx && EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(data.data()),
-                     data.size()) == 1) {
-    out.resize(len);
-    if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len,
-                       reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1) {
-      out.resize(len);
-      return out;
-    }
-  }
-  ERR_clear_error();
-  return {};
-}
-
-}  // namespace
-
 std::optional<std::string> detail::signature_text(std::string_view target_c14n,
                                                   std::string_view reference_id,
                                                   const Certificate& cert) {
@@ -716,7 +728,7 @@ std::optional<std::string> detail::signature_text(std::string_view target_c14n,
   si += "\"></DigestMethod>\n<DigestValue>";
   si += digest_b64;
   si += "</DigestValue>\n</Reference>\n</SignedInfo>";
-  const std::string signature = rsa_sha1(key, si);
+  const std::string signature = detail::rsa_sha1_sign(key, si);
   if (signature.empty()) return std::nullopt;
   const std::string signature_b64 =
       base64_lines(reinterpret_cast<const unsigned char*>(signature.data()), signature.size());
