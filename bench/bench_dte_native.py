@@ -9,6 +9,7 @@ CAF's SII signature (the facade's default, verify_caf=True) with the bench's "SI
   bench_dte_native.py MATERIAL_DIR sign-one OUT.xml
   bench_dte_native.py MATERIAL_DIR bench SECONDS XSD_DIR SIGNED_FOR_VERIFY.xml
   bench_dte_native.py MATERIAL_DIR memory N_TOTAL [BATCH]
+  bench_dte_native.py MATERIAL_DIR paired SECONDS ROUNDS   (signing ways interleaved with the floor)
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import material as material_mod  # noqa: E402
-from timing import max_rss_kib, rate, vm_rss_kib  # noqa: E402
+from timing import max_rss_kib, paired_ratios, rate, vm_rss_kib  # noqa: E402
 
 import dte_native as dte  # noqa: E402
 
@@ -89,6 +90,18 @@ def main(argv: list[str]) -> int:
             out[label] = rate(step, seconds=seconds)
             out[label]["checks"] = checks
         print(json.dumps(out, default=str))
+        return 0
+    if cmd == "paired":
+        # The same three signing ways as "bench", each slice timed between two `openssl speed`
+        # runs: the share of the floor without the machine's drift between far-apart timings.
+        pool = native.inputs(0, 256)
+        ways = {
+            "sign_one_call_per_doc": (lambda i: (native.sign_one(i % FOLIO_SPAN + 1), 1)[1],
+                                      "per_cpu_second"),
+            "sign_many_threads_1": (lambda _i: len(native.sign_many(pool, 1)), "per_cpu_second"),
+            "sign_many_threads_2": (lambda _i: len(native.sign_many(pool, 2)), "per_second"),
+        }
+        print(json.dumps(paired_ratios(ways, rounds=int(argv[4]), seconds=float(argv[3]))))
         return 0
     if cmd == "memory":
         total = int(argv[3])

@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import material as material_mod  # noqa: E402
+from timing import openssl_speed  # noqa: E402
 
 XSD_DIR = os.environ.get("DTE_XSD_DIR", str(ROOT.parent / "shared" / "sii" / "xsd"))
 
@@ -72,11 +73,7 @@ def machine() -> dict:
 def floor(seconds: int) -> dict:
     # rsa1024 only feeds the verification floor (SII's CAF key); the signing floor is the
     # brief's `openssl speed -seconds 3 rsa2048 rsa512`.
-    out = sh(["openssl", "speed", "-seconds", str(seconds), "rsa2048", "rsa512", "rsa1024"],
-             timeout=60 * seconds).stdout
-    rates = {}
-    for m in re.finditer(r"^rsa\s+(\d+)\s+bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", out, re.M):
-        rates[int(m.group(1))] = {"sign_per_s": float(m.group(2)), "verify_per_s": float(m.group(3))}
+    rates = openssl_speed(seconds, "rsa2048", "rsa512", "rsa1024")
     s2048, s512 = rates[2048]["sign_per_s"], rates[512]["sign_per_s"]
     v2048, v1024, v512 = (rates[b]["verify_per_s"] for b in (2048, 1024, 512))
     return {
@@ -93,13 +90,20 @@ def cpp_bench(exe: Path, factura: str, n: int) -> dict:
     """The core's own benchmark (bench/cpp/bench_core.cpp): sign_many and verify_document from
     C++, wall-clock, its own testkit material of the same key sizes, our factura as input."""
     out: dict = {"source": "bench/cpp/bench_core.cpp", "n": n, "divisor": "wall clock"}
-    for mode in ("sign1", "sign2", "verify", "verify-schema"):
+    for mode in ("sign1", "sign2", "paired", "verify", "verify-schema"):
         before = os.getloadavg()[0]
         p = sh([str(exe), "--n", str(n), "--mode", mode, "--input", factura], check=False,
                timeout=1800)
-        lines = [ln for ln in p.stdout.splitlines() if "docs/s" in ln]
+        lines = [ln for ln in p.stdout.splitlines() if "docs/s" in ln or ln.startswith("paired")]
         if p.returncode != 0 or not lines:
             out[mode] = {"error": (p.stderr or p.stdout).strip()[-500:]}
+            continue
+        if mode == "paired":
+            m = re.search(r"median ([\d.]+)% \(quartiles ([\d.]+)%-([\d.]+)%\)", lines[-1])
+            out[mode] = {"median_ratio": round(float(m.group(1)) / 100, 3),
+                         "quartiles": [round(float(m.group(2)) / 100, 3),
+                                       round(float(m.group(3)) / 100, 3)],
+                         "line": lines[-1].strip()} if m else {"error": lines[-1].strip()}
             continue
         m = re.search(r"([\d.]+) docs/s", lines[-1])
         out[mode] = {"per_second": float(m.group(1)), "line": lines[-1].strip(),
@@ -128,6 +132,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     ap.add_argument("--cpp-bench", default=str(ROOT / "build" / "bench-cpp" / "dte_bench"))
     ap.add_argument("--cpp-docs", type=int, default=3000, help="documents per dte_bench mode")
+    ap.add_argument("--paired-rounds", type=int, default=8,
+                    help="rounds of floor/sign slices (1 s each) for the drift-free ratios")
     ap.add_argument("--only", default="", help="comma list: floor,native,python,facturacion,cl_sii")
     args = ap.parse_args()
     only = set(filter(None, args.only.split(",")))
@@ -173,6 +179,10 @@ def main() -> int:
             print("dte_native: sign / batch / verify ...", flush=True)
             res["dte_native"] = worker(core_py, "bench_dte_native.py", str(mat_dir), "bench", secs,
                                        XSD_DIR, str(verify_doc))
+            print(f"dte_native: signing interleaved with the floor, {args.paired_rounds} rounds ...",
+                  flush=True)
+            res["dte_native"]["paired"] = worker(core_py, "bench_dte_native.py", str(mat_dir),
+                                                 "paired", "1", str(args.paired_rounds))
             print(f"dte_native: memory over {args.memory_docs} documents ...", flush=True)
             res["dte_native"]["memory"] = worker(core_py, "bench_dte_native.py", str(mat_dir),
                                                  "memory", str(args.memory_docs))
@@ -293,6 +303,17 @@ def print_table(res: dict) -> None:
     for label, v, is_sign in res.pop("_cpp_rows", []):
         ratio = f"{v / f_sign:8.2f}x" if is_sign and f_sign else ""
         print(f"{label:48} {v:>10.1f} {'':>10} {ratio:>9}")
+    paired = [(f"dte_native {label}", _get(res, "dte_native", "paired", key))
+              for label, key in (("sign, 1 call/doc", "sign_one_call_per_doc"),
+                                 ("sign_many threads=1", "sign_many_threads_1"),
+                                 ("sign_many threads=2 (wall)", "sign_many_threads_2"))]
+    paired.append(("C++ core sign_many threads=1 (in-process floor)", _get(cpp, "paired")))
+    if any(isinstance(v, dict) and "median_ratio" in v for _, v in paired):
+        print("\nshare of the floor with floor and signing interleaved (median of slices, quartiles):")
+        for label, v in paired:
+            if isinstance(v, dict) and "median_ratio" in v:
+                lo, hi = v["quartiles"]
+                print(f"  {label:50} {v['median_ratio']:5.2f}x  ({lo:.2f}-{hi:.2f})")
     mem = _get(res, "dte_native", "memory", "points")
     if mem:
         print("\ndte_native RSS (sign_many, batches of 1000, 2 threads):")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import statistics
+import subprocess
 import time
 from typing import Callable
 
@@ -53,3 +55,54 @@ def rate(step: Callable[[int], int], seconds: float = 3.0, reps: int = 3,
             "median_per_cpu_second": round(statistics.median(cpu_rates), 1) if cpu_rates else None,
             "reps": per_rep,
             "loadavg_after": [round(x, 2) for x in os.getloadavg()]}
+
+
+def openssl_speed(seconds: float, *algorithms: str) -> dict[int, dict[str, float]]:
+    """`openssl speed -seconds S rsaN...`: {bits: {"sign_per_s", "verify_per_s"}} (openssl
+    divides by the CPU user time of its own process)."""
+    out = subprocess.run(["openssl", "speed", "-seconds", str(seconds), *algorithms],
+                         capture_output=True, text=True, check=True,
+                         timeout=60 + 20 * seconds * len(algorithms)).stdout
+    rates = {}
+    for m in re.finditer(r"^rsa\s+(\d+)\s+bits\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)", out, re.M):
+        rates[int(m.group(1))] = {"sign_per_s": float(m.group(2)), "verify_per_s": float(m.group(3))}
+    return rates
+
+
+def signing_floor(seconds: float = 1) -> float:
+    """Documents per CPU second if a document cost only its two private-key operations: one
+    RSA-2048 (XMLDSig) and one RSA-512 (TED) signature, as `openssl speed` times them now."""
+    r = openssl_speed(seconds, "rsa2048", "rsa512")
+    return 1 / (1 / r[2048]["sign_per_s"] + 1 / r[512]["sign_per_s"])
+
+
+def paired_ratios(ways: dict[str, tuple[Callable[[int], int], str]], rounds: int,
+                  seconds: float) -> dict:
+    """The share of the signing floor each way reaches, measured so that the machine's drift
+    cancels: floor and ways alternate, F W1 W2 .. F .. W2 W1 F .., and each way's slice is
+    compared with the mean of the floors timed just before and just after it. `ways` maps a name
+    to (step, figure), figure "per_cpu_second" or "per_second" (wall, for several threads).
+    Returns per way the median ratio, the quartiles and every ratio."""
+    names = list(ways)
+    floors = [signing_floor()]
+    slices: list[tuple[str, float, int]] = []  # (way, rate, index of the floor before it)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            step, figure = ways[name]
+            res = rate(step, seconds=seconds, reps=1, warmup=1 if r < 2 else 0)
+            got = res["reps"][0][figure]
+            if got:
+                slices.append((name, got, len(floors) - 1))
+        floors.append(signing_floor())
+    out: dict = {"rounds": rounds, "seconds_per_slice": seconds,
+                 "floors_docs_per_cpu_s": [round(f, 1) for f in floors]}
+    for name in names:
+        ratios = sorted(got / ((floors[k] + floors[k + 1]) / 2)
+                        for n, got, k in slices if n == name)
+        if not ratios:
+            continue
+        q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+        out[name] = {"figure": ways[name][1], "median_ratio": round(statistics.median(ratios), 3),
+                     "quartiles": [round(q[0], 3), round(q[2], 3)],
+                     "ratios": [round(x, 3) for x in ratios]}
+    return out
