@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+# lxml.etree before xmlsec: python-xmlsec imported first leaves libxml2 with an external-entity
+# loader that refuses lxml's later file parses (python-xmlsec issue #96), so an XSD read from
+# disk would fail with an empty XMLSyntaxError.
+from lxml import etree  # type: ignore[import-untyped]
 import xmlsec
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from lxml import etree  # type: ignore[import-untyped]
 
 SII_NS = "http://www.sii.cl/SiiDte"
 DS_NS = "http://www.w3.org/2000/09/xmldsig#"

@@ -19,12 +19,15 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
+# lxml.etree before xmlsec: python-xmlsec imported first leaves libxml2 with an external-entity
+# loader that refuses lxml's later file parses (python-xmlsec issue #96), so an XSD read from
+# disk would fail with an empty XMLSyntaxError.
+from lxml import etree
 import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
-from lxml import etree
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path("/work/shared/sii")

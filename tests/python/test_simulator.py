@@ -302,3 +302,25 @@ def test_checks_agree_with_real_sii_documents() -> None:
     f60 = checks.parse((simkit.SHARED / "samples/F60T33-ejemplo-oficial-SII.xml").read_bytes())
     sig = [e for e in f60 if checks.local(e) == "Signature"][0]
     assert checks.verify_in_place(f60, sig, "#SetDoc").ok
+
+
+@pytest.mark.skipif(XSD is None, reason="SII XSDs not found (set DTE_XSD_DIR or provide /work/shared/sii/xsd)")
+def test_checks_module_compiles_schemas_from_disk_in_a_fresh_interpreter() -> None:
+    """Importing the simulator's checks first (as `dte demo` does) must leave lxml able to read
+    XSDs from disk: python-xmlsec imported before lxml.etree makes every later file parse fail
+    (python-xmlsec issue #96), which showed up as intermittent schema errors in the demo."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dte_native.simulator import checks\n"
+        "from lxml import etree\n"
+        "for name in sorted(set(checks.ROOT_SCHEMAS.values())) * 2:\n"
+        "    path = sys.argv[1] + '/' + name\n"
+        "    etree.XMLSchema(etree.parse(path))\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(XSD)], capture_output=True, text=True,
+                         check=False, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
