@@ -146,7 +146,7 @@ std::shared_ptr<EVP_PKEY> share(EvpPkeyPtr p) {
 }
 
 bool rsa_sha1_verify(EVP_PKEY* key, std::string_view data, std::string_view signature) {
-  EvpMdCtxPtr ctx = detail::rsa_sha1_context(key, /*sign=*/false);
+  EvpMdCtxPtr ctx = detail::rsa_sha1_verify_context(key);
   if (!ctx) return false;
   int rc = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()),
                             signature.size(), reinterpret_cast<const unsigned char*>(data.data()),

@@ -1,6 +1,7 @@
 // Internals shared by the document_*.cpp files: the XSD-derived element tree and the number
 // helpers (SII's half-up rounding, locale-free parsing and formatting).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -79,6 +80,18 @@ std::string latin1_safe_text(const std::string& text, int max_len);
 // off. `chars`, when given, receives the number of characters.
 bool latin1_unchanged(std::string_view s, std::size_t* chars = nullptr) noexcept;
 
+// The value of up to 15 decimal digits and nothing else (a folio, a type, a whole amount): exact
+// as a double too, so callers can skip strtod for the usual text. nullopt for anything else.
+inline std::optional<long long> plain_digits(std::string_view s) noexcept {
+  if (s.empty() || s.size() > 15) return std::nullopt;
+  long long v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
 // The member `key` of an object; nullptr when absent or `obj` is not an object. json::find
 // with a C string measures the string again at every member it compares.
 inline const json* member(const json& obj, std::string_view key) noexcept {
@@ -90,6 +103,33 @@ inline const json* member(const json& obj, std::string_view key) noexcept {
       return &m.second;
   return nullptr;
 }
+
+// The members `keys` of an object, found in one pass over it (nullptr: absent): what member()
+// gives for each, and num() as detail::num reads it. For code that reads several members of the
+// same object (a line, Totales).
+class Picked {
+ public:
+  static constexpr std::size_t kMax = 10;
+  template <std::size_t N>
+  Picked(const json& obj, const std::array<std::string_view, N>& keys) {
+    static_assert(N <= kMax);
+    if (!obj.is_object()) return;
+    for (const auto& m : obj.get_ref<const json::object_t&>()) {
+      for (std::size_t k = 0; k < N; ++k) {
+        if (!at_[k] && m.first.size() == keys[k].size() && m.first == keys[k]) {
+          at_[k] = &m.second;
+          break;
+        }
+      }
+    }
+  }
+  const json* operator[](std::size_t k) const { return at_[k]; }
+  bool has(std::size_t k) const { return at_[k] != nullptr; }
+  long double num(std::size_t k) const { return at_[k] ? as_number(*at_[k]).value_or(0) : 0; }
+
+ private:
+  std::array<const json*, kMax> at_{};
+};
 
 // Number at a JSON path inside an object, 0 when absent or not numeric.
 long double num(const json& obj, std::string_view key) noexcept;

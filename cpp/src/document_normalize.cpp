@@ -99,6 +99,7 @@ long double num(const json& obj, std::string_view key) noexcept {
 
 using detail::Kind;
 using detail::Node;
+using detail::Picked;
 
 bool is_supported_type(int tipo) noexcept {
   for (int t : kSupportedTypes)
@@ -387,11 +388,8 @@ class DirectParser {
       skip_space();
       if (p_ == end_ || *p_ != ':') return false;
       ++p_;
-      auto same = std::find_if(members.begin(), members.end(), [&](const auto& m) {
-        return m.first.size() == key.size() &&
-               (key.empty() || (m.first[0] == key[0] &&
-                                std::memcmp(m.first.data(), key.data(), key.size()) == 0));
-      });
+      auto same = std::find_if(members.begin(), members.end(),
+                               [&](const auto& m) { return std::string_view(m.first) == key; });
       if (same != members.end()) {
         json v;
         if (!value([&](auto&&... a) -> json& { return v = json(std::forward<decltype(a)>(a)...); },
@@ -409,16 +407,19 @@ class DirectParser {
         };
         if (!value(member, depth)) return false;
       }
-      skip_space();
-      if (p_ == end_) return false;
-      if (*p_ == ',') {
-        ++p_;
-        continue;
-      }
-      if (*p_ != '}') return false;
-      ++p_;
-      return true;
+      bool more = false;
+      if (!separator('}', more)) return false;
+      if (!more) return true;
     }
+  }
+
+  // After a member or an item: a ',' (`more`: another follows) or the closing bracket, either
+  // consumed; false on anything else.
+  bool separator(char close, bool& more) {
+    skip_space();
+    if (p_ == end_ || (*p_ != ',' && *p_ != close)) return false;
+    more = *p_++ == ',';
+    return true;
   }
 
   // `out` is the empty array just placed.
@@ -437,15 +438,9 @@ class DirectParser {
           return items.emplace_back(std::forward<decltype(a)>(a)...);
         };
         if (!value(item, depth)) return false;
-        skip_space();
-        if (p_ == end_) return false;
-        if (*p_ == ',') {
-          ++p_;
-          continue;
-        }
-        if (*p_ != ']') return false;
-        ++p_;
-        break;
+        bool more = false;
+        if (!separator(']', more)) return false;
+        if (!more) break;
       }
     }
     return true;
@@ -768,40 +763,27 @@ struct LineAmount {
 };
 
 LineAmount line_amount(const json& line, const Money& money) {
-  // The members it reads, found in one pass over the line (keys are unique).
-  const json *monto_item = nullptr, *qty_item = nullptr, *prc_item = nullptr,
-             *desc_monto = nullptr, *desc_pct = nullptr, *rec_monto = nullptr, *rec_pct = nullptr;
-  if (line.is_object()) {
-    for (const auto& [k, v] : line.get_ref<const json::object_t&>()) {
-      const std::string_view key = k;
-      if (key == "MontoItem") monto_item = &v;
-      else if (key == "QtyItem") qty_item = &v;
-      else if (key == "PrcItem") prc_item = &v;
-      else if (key == "DescuentoMonto") desc_monto = &v;
-      else if (key == "DescuentoPct") desc_pct = &v;
-      else if (key == "RecargoMonto") rec_monto = &v;
-      else if (key == "RecargoPct") rec_pct = &v;
-    }
-  }
-  auto num = [](const json* v) -> long double {
-    return v ? detail::as_number(*v).value_or(0) : 0;
-  };
+  enum { kMonto, kQty, kPrc, kDescMonto, kDescPct, kRecMonto, kRecPct };
+  static constexpr std::array<std::string_view, 7> kKeys = {
+      "MontoItem", "QtyItem", "PrcItem", "DescuentoMonto", "DescuentoPct", "RecargoMonto",
+      "RecargoPct"};
+  const Picked f(line, kKeys);
   LineAmount a;
-  if (num(monto_item) != 0) {
+  if (f.num(kMonto) != 0) {
     a.stated = true;
-    a.monto = num(monto_item);
+    a.monto = f.num(kMonto);
     return a;
   }
-  const long double qty = qty_item ? num(qty_item) : 1;
-  const long double base = money.round(qty * num(prc_item));
-  a.desc = num(desc_monto);
-  if (!desc_monto && desc_pct) {
-    a.desc = money.round(base * num(desc_pct) / 100);
+  const long double qty = f.has(kQty) ? f.num(kQty) : 1;
+  const long double base = money.round(qty * f.num(kPrc));
+  a.desc = f.num(kDescMonto);
+  if (!f.has(kDescMonto) && f.has(kDescPct)) {
+    a.desc = money.round(base * f.num(kDescPct) / 100);
     a.desc_from_pct = true;
   }
-  a.rec = num(rec_monto);
-  if (!rec_monto && rec_pct) {
-    a.rec = money.round(base * num(rec_pct) / 100);
+  a.rec = f.num(kRecMonto);
+  if (!f.has(kRecMonto) && f.has(kRecPct)) {
+    a.rec = money.round(base * f.num(kRecPct) / 100);
     a.rec_from_pct = true;
   }
   a.monto = base - a.desc + a.rec;

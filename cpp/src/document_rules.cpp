@@ -19,34 +19,9 @@ using detail::has;
 using detail::int_of;
 using detail::Kind;
 using detail::Node;
+using detail::Picked;
 using detail::num;
 using Sev = Finding::Severity;
-
-// Members of an object that the rules read by name again and again, found in one pass over it
-// (nullptr: absent); what detail::member and detail::num give for each.
-class Picked {
- public:
-  static constexpr std::size_t kMax = 10;
-  template <std::size_t N>
-  Picked(const json& obj, const std::array<std::string_view, N>& keys) {
-    static_assert(N <= kMax);
-    if (!obj.is_object()) return;
-    for (const auto& m : obj.get_ref<const json::object_t&>()) {
-      for (std::size_t k = 0; k < N; ++k) {
-        if (!at_[k] && m.first.size() == keys[k].size() && m.first == keys[k]) {
-          at_[k] = &m.second;
-          break;
-        }
-      }
-    }
-  }
-  const json* operator[](std::size_t k) const { return at_[k]; }
-  bool has(std::size_t k) const { return at_[k] != nullptr; }
-  long double num(std::size_t k) const { return at_[k] ? as_number(*at_[k]).value_or(0) : 0; }
-
- private:
-  std::array<const json*, kMax> at_{};
-};
 
 // A list member as the rules read it, without a copy: an array's items, a single value as a list
 // of one, nothing for null or absent.
@@ -400,11 +375,7 @@ void Rules::lines() {
           error("tax.unknown_code", p() + ".CodImpAdic",
                 "CodImpAdic " + std::to_string(code) + " is not a code of SII's tax table");
       };
-      if (codes->is_array()) {
-        for (const json& c : codes->get_ref<const json::array_t&>()) check(c);
-      } else if (!codes->is_null()) {
-        check(*codes);
-      }
+      for (const json* c : List(codes)) check(*c);
     }
     if (f.has(kIndExe)) {
       long long ind = int_of(*f[kIndExe]);

@@ -23,15 +23,14 @@ XmlSecKeyPtr xmlsec_key(EVP_PKEY* pkey, X509* cert);
 // xmlsec's error messages on this thread since the last call (then cleared).
 std::string take_xmlsec_errors();
 
-// An RSA-SHA1 DigestSign (sign) or DigestVerify context for `key`, initialised once per thread
-// and key and copied for each use: initialising looks the algorithm up in OpenSSL's provider
-// tables every time. The per-thread cache (8 keys) holds a reference to each key, so a cached
-// address is never another key's. nullptr when OpenSSL refuses the key.
-EvpMdCtxPtr rsa_sha1_context(EVP_PKEY* key, bool sign);
+// An RSA-SHA1 DigestVerify context for `key`, initialised once per thread and key and copied
+// for each use: initialising looks the algorithm up in OpenSSL's provider tables every time.
+// nullptr when OpenSSL refuses the key.
+EvpMdCtxPtr rsa_sha1_verify_context(EVP_PKEY* key);
 
 // RSA-SHA1 PKCS#1 v1.5 signature of `data` with `key`: SHA-1 of the data, then EVP_PKEY_sign
-// through a context set up once per thread and key (the per-thread cache holds 8 keys, with a
-// reference to each, like rsa_sha1_context's). The same bytes as EVP_DigestSign, without a
+// through a context set up once per thread and key (the same per-thread memo of 8 keys as
+// rsa_sha1_verify_context). The same bytes as EVP_DigestSign, without a
 // context copy per call and the context duplicate EVP_DigestSignFinal makes. Empty when OpenSSL
 // refuses (its error queue cleared).
 std::string rsa_sha1_sign(EVP_PKEY* key, std::string_view data);

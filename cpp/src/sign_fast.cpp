@@ -128,12 +128,7 @@ bool holds_any(std::string_view s, const ByteSet& set) {
 // std::llround(std::strtod(s)): exports' MntTotal has decimals. The usual whole amount of up to
 // 15 digits is exact in a double, so it is read as it is.
 long long rounded_amount(const std::string& s) {
-  if (!s.empty() && s.size() <= 15) {
-    long long v = 0;
-    std::size_t i = 0;
-    for (; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i) v = v * 10 + (s[i] - '0');
-    if (i == s.size()) return v;
-  }
+  if (const auto v = plain_digits(s)) return *v;
   return std::llround(std::strtod(s.c_str(), nullptr));
 }
 

@@ -70,64 +70,65 @@ const EVP_MD* sha1_md() {
   return md;
 }
 
-EvpMdCtxPtr rsa_sha1_context(EVP_PKEY* key, bool sign) {
-  struct Entry {
-    EvpPkeyPtr key;  // a reference of our own: the address stays this key's
-    bool sign;
-    EvpMdCtxPtr ctx;
-  };
-  thread_local std::vector<Entry> cache;
+namespace {
+
+// What a thread keeps per key (OpenSSL contexts set up once): 8 keys, each held by a reference
+// of our own, so a remembered address is never another key's.
+template <class T>
+class PerKeyMemo {
+ public:
+  T* find(EVP_PKEY* key) {
+    for (auto& e : entries_)
+      if (e.first.get() == key) return &e.second;
+    return nullptr;
+  }
+  T* put(EVP_PKEY* key, T value) {
+    if (EVP_PKEY_up_ref(key) != 1) return nullptr;
+    if (entries_.size() >= 8) entries_.erase(entries_.begin());
+    entries_.emplace_back(EvpPkeyPtr(key), std::move(value));
+    return &entries_.back().second;
+  }
+
+ private:
+  std::vector<std::pair<EvpPkeyPtr, T>> entries_;
+};
+
+}  // namespace
+
+EvpMdCtxPtr rsa_sha1_verify_context(EVP_PKEY* key) {
+  thread_local PerKeyMemo<EvpMdCtxPtr> memo;
   if (!key) return nullptr;
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
   if (!ctx) return nullptr;
-  for (const Entry& e : cache) {
-    if (e.key.get() == key && e.sign == sign) {
-      if (EVP_MD_CTX_copy_ex(ctx.get(), e.ctx.get()) == 1) return ctx;
-      ERR_clear_error();
-      break;
-    }
+  if (const EvpMdCtxPtr* kept = memo.find(key)) {
+    if (EVP_MD_CTX_copy_ex(ctx.get(), kept->get()) == 1) return ctx;
+    ERR_clear_error();
   }
-  const int rc = sign ? EVP_DigestSignInit(ctx.get(), nullptr, sha1_md(), nullptr, key)
-                      : EVP_DigestVerifyInit(ctx.get(), nullptr, sha1_md(), nullptr, key);
-  if (rc != 1) {
+  if (EVP_DigestVerifyInit(ctx.get(), nullptr, sha1_md(), nullptr, key) != 1) {
     ERR_clear_error();
     return nullptr;
   }
   EvpMdCtxPtr keep(EVP_MD_CTX_new());
-  if (keep && EVP_MD_CTX_copy_ex(keep.get(), ctx.get()) == 1 && EVP_PKEY_up_ref(key) == 1) {
-    if (cache.size() >= 8) cache.erase(cache.begin());
-    cache.push_back(Entry{EvpPkeyPtr(key), sign, std::move(keep)});
-  }
+  if (keep && EVP_MD_CTX_copy_ex(keep.get(), ctx.get()) == 1) memo.put(key, std::move(keep));
   ERR_clear_error();
   return ctx;
 }
 
 std::string rsa_sha1_sign(EVP_PKEY* key, std::string_view data) {
-  struct Entry {
-    EvpPkeyPtr key;  // a reference of our own: the address stays this key's
-    EvpPkeyCtxPtr ctx;
-  };
-  thread_local std::vector<Entry> cache;
+  thread_local PerKeyMemo<EvpPkeyCtxPtr> memo;
   if (!key) return {};
-  EVP_PKEY_CTX* ctx = nullptr;
-  for (const Entry& e : cache) {
-    if (e.key.get() == key) {
-      ctx = e.ctx.get();
-      break;
-    }
-  }
-  if (!ctx) {
+  const EvpPkeyCtxPtr* kept = memo.find(key);
+  if (!kept) {
     EvpPkeyCtxPtr fresh(EVP_PKEY_CTX_new(key, nullptr));
     if (!fresh || EVP_PKEY_sign_init(fresh.get()) != 1 ||
         EVP_PKEY_CTX_set_rsa_padding(fresh.get(), RSA_PKCS1_PADDING) != 1 ||
-        EVP_PKEY_CTX_set_signature_md(fresh.get(), sha1_md()) != 1 || EVP_PKEY_up_ref(key) != 1) {
+        EVP_PKEY_CTX_set_signature_md(fresh.get(), sha1_md()) != 1 ||
+        !(kept = memo.put(key, std::move(fresh)))) {
       ERR_clear_error();
       return {};
     }
-    if (cache.size() >= 8) cache.erase(cache.begin());
-    cache.push_back(Entry{EvpPkeyPtr(key), std::move(fresh)});
-    ctx = cache.back().ctx.get();
   }
+  EVP_PKEY_CTX* ctx = kept->get();
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int digest_len = 0;
   const int size = EVP_PKEY_get_size(key);

@@ -3,7 +3,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -37,15 +36,6 @@ const xmlNode* document_element(const xmlNode* node) {
   return nullptr;
 }
 
-std::string trim(std::string s) {
-  auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
-  while (!s.empty() && ws(s.back())) s.pop_back();
-  std::size_t b = 0;
-  while (b < s.size() && ws(s[b])) ++b;
-  return s.substr(b);
-}
-
-// trim() without the copy.
 std::string_view trimmed(std::string_view s) {
   auto ws = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
   while (!s.empty() && ws(s.back())) s.remove_suffix(1);
@@ -53,16 +43,11 @@ std::string_view trimmed(std::string_view s) {
   return s;
 }
 
+std::string trim(std::string_view s) { return std::string(trimmed(s)); }
+
 double to_number(const std::string& text, const char* what) {
   if (text.empty()) return 0;
-  // Digits only (a folio, a type, a whole amount), up to 15 of them: exact in a double, which
-  // is what strtod returns for them.
-  if (text.size() <= 15) {
-    long long v = 0;
-    std::size_t i = 0;
-    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) v = v * 10 + (text[i] - '0');
-    if (i == text.size()) return static_cast<double>(v);
-  }
+  if (const auto v = detail::plain_digits(text)) return static_cast<double>(*v);  // strtod's value
   char* end = nullptr;
   double v = std::strtod(text.c_str(), &end);
   if (end == text.c_str() || *end != '\0')
@@ -172,34 +157,7 @@ namespace {
 // One DD field as flattened_element writes it after parse_xml(esc(v)): false when the parse
 // would not give `v` back (CR, control characters, malformed UTF-8, U+FFFE/U+FFFF).
 bool flat_field(std::string& out, std::string_view tag, std::string_view v) {
-  // The usual field: printable ASCII with nothing to escape, written as one piece.
-  bool plain = v.size() <= 64;
   bool blank = true;
-  for (std::size_t i = 0; plain && i < v.size(); ++i) {
-    const auto c = static_cast<unsigned char>(v[i]);
-    plain = c >= 0x20 && c < 0x80 && c != '&' && c != '<' && c != '>';
-    if (c != ' ') blank = false;
-  }
-  if (plain && tag.size() <= 8) {
-    char piece[2 * 8 + 5 + 64];
-    char* w = piece;
-    *w++ = '<';
-    std::memcpy(w, tag.data(), tag.size());
-    w += tag.size();
-    *w++ = '>';
-    if (!blank) {  // flatten_xml drops whitespace-only text between tags
-      std::memcpy(w, v.data(), v.size());
-      w += v.size();
-    }
-    *w++ = '<';
-    *w++ = '/';
-    std::memcpy(w, tag.data(), tag.size());
-    w += tag.size();
-    *w++ = '>';
-    out.append(piece, static_cast<std::size_t>(w - piece));
-    return true;
-  }
-  blank = true;
   bool escapes = false;
   for (std::size_t i = 0; i < v.size();) {
     unsigned char c = static_cast<unsigned char>(v[i]);

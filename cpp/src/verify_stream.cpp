@@ -958,7 +958,7 @@ bool StreamVerifier::digest_ok(const Apex& a, bool standalone, const std::string
 bool StreamVerifier::signature_ok(const SigRec& /*s*/, const Apex& si, bool standalone,
                                   const std::string& signature, EVP_PKEY* key) const {
   const std::string& tag = standalone ? si.tag_standalone : si.tag_in_place;
-  EvpMdCtxPtr ctx = rsa_sha1_context(key, /*sign=*/false);
+  EvpMdCtxPtr ctx = rsa_sha1_verify_context(key);
   bool ok = ctx && EVP_DigestVerifyUpdate(ctx.get(), tag.data(), tag.size()) == 1 &&
             EVP_DigestVerifyUpdate(ctx.get(), canon_.data() + si.begin, si.end - si.begin) == 1 &&
             EVP_DigestVerifyFinal(ctx.get(),

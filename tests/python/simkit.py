@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path("/work/shared/sii")
+SHARED = REPO.parent / "shared" / "sii"  # the shared material beside the checkout
 SII_NS = "http://www.sii.cl/SiiDte"
 PROG_UA = "Mozilla/4.0 (compatible; PROG 1.0; Windows NT 5.0; YComp 5.0.2.4)"
 BOLETA_UA = "Mozilla/4.0 ( compatible; PROG 1.0; Windows NT)"

@@ -304,7 +304,7 @@ def test_checks_agree_with_real_sii_documents() -> None:
     assert checks.verify_in_place(f60, sig, "#SetDoc").ok
 
 
-@pytest.mark.skipif(XSD is None, reason="SII XSDs not found (set DTE_XSD_DIR or provide /work/shared/sii/xsd)")
+@pytest.mark.skipif(XSD is None, reason="SII XSDs not found (set DTE_XSD_DIR or put them in ../shared/sii/xsd)")
 def test_checks_module_compiles_schemas_from_disk_in_a_fresh_interpreter() -> None:
     """Importing the simulator's checks first (as `dte demo` does) must leave lxml able to read
     XSDs from disk: python-xmlsec imported before lxml.etree makes every later file parse fail
