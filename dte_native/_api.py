@@ -531,12 +531,7 @@ def sign_many(documents: Sequence[Document], cafs: Caf | Sequence[Caf], cert: Ce
         keyring=_keyring_arg(keyring, verify_caf),
         check_certificate_validity=check_certificate_validity, threads=threads,
     )
-    out: list[SignOutcome] = []
-    for item in raw:
-        dte = item.get("dte")
-        out.append(SignOutcome(bool(item.get("ok")), SignedDte._from(dte) if dte else None,
-                               str(item.get("error_code", "")), str(item.get("error_message", ""))))
-    return out
+    return [SignOutcome._from(item) for item in raw]
 
 
 def envelope(dtes: Sequence[bytes | SignedDte], cert: Certificate, *,

@@ -245,6 +245,16 @@ class SignedDte:
 
     @classmethod
     def _from(cls, d: Mapping[str, Any]) -> SignedDte:
+        if type(d) is dict and d.keys() == _SIGNED_KEYS:
+            # The binding's own dict, with these types already: filled in directly, about
+            # 2 us less per document than the generated frozen __init__ (sign_many's results
+            # are converted while the pool waits).
+            obj = object.__new__(cls)
+            fields = obj.__dict__
+            fields.update(d)
+            warnings = d["warnings"]
+            fields["warnings"] = [Finding._from(w) for w in warnings] if warnings else []
+            return obj
         xml = d.get("xml", b"")
         return cls(
             bytes(xml),
@@ -268,3 +278,21 @@ class SignOutcome:
     dte: SignedDte | None
     error_code: str = ""
     error_message: str = ""
+
+    @classmethod
+    def _from(cls, d: Mapping[str, Any]) -> SignOutcome:
+        signed = d.get("dte")
+        if type(d) is dict and d.keys() == _OUTCOME_KEYS:  # the binding's own dict (see SignedDte._from)
+            obj = object.__new__(cls)
+            obj.__dict__.update(d)
+            if signed:
+                obj.__dict__["dte"] = SignedDte._from(signed)
+            return obj
+        return cls(bool(d.get("ok")), SignedDte._from(signed) if signed else None,
+                   _s(d, "error_code"), _s(d, "error_message"))
+
+
+# The keys of the binding's dicts, as fields of the classes above (checked by a test).
+_SIGNED_KEYS = frozenset(("xml", "id", "doc_type", "folio", "total", "issuer_rut", "receiver_rut",
+                          "issue_date", "ted_xml", "warnings"))
+_OUTCOME_KEYS = frozenset(("ok", "dte", "error_code", "error_message"))

@@ -200,6 +200,37 @@ def test_sign_many(cafs: dict[int, dte.Caf], cert: dte.Certificate,
     assert dte.verify(outcomes[0].dte.xml, keyring=keyring).ok  # type: ignore[union-attr]
 
 
+def test_sign_many_outcomes_match_the_dataclass_constructors(
+        cafs: dict[int, dte.Caf], cert: dte.Certificate, keyring: dte.SiiKeyring) -> None:
+    # The facade fills SignOutcome/SignedDte from the binding's dicts without their __init__:
+    # the objects must be what the constructors make, and the key sets must stay the fields.
+    from dataclasses import fields
+
+    from dte_native import _types
+
+    assert _types._SIGNED_KEYS == {f.name for f in fields(dte.SignedDte)}
+    assert _types._OUTCOME_KEYS == {f.name for f in fields(dte.SignOutcome)}
+    docs = [document(33, folio=21), document(33, folio=9999)]
+    for got in dte.sign_many(docs, [cafs[33]], cert, keyring=keyring):
+        signed = got.dte
+        rebuilt = dte.SignOutcome(
+            got.ok, None if signed is None else dte.SignedDte(
+                signed.xml, signed.id, signed.doc_type, signed.folio, signed.total,
+                signed.issuer_rut, signed.receiver_rut, signed.issue_date, signed.ted_xml,
+                list(signed.warnings)),
+            got.error_code, got.error_message)
+        assert got == rebuilt and repr(got) == repr(rebuilt)
+        assert vars(got).keys() == vars(rebuilt).keys()
+        if signed is not None:
+            assert vars(signed) == vars(rebuilt.dte)
+            assert isinstance(signed.xml, bytes) and isinstance(signed.folio, int)
+    # A dict of another shape (older binding, hand-made) still goes through the tolerant path.
+    odd = dte.SignOutcome._from({"ok": 1, "dte": {"xml": b"<x/>", "folio": "7"}})
+    assert odd.ok is True and odd.dte is not None and odd.dte.folio == 7 and odd.error_code == ""
+    with pytest.raises(AttributeError):
+        odd.ok = False  # type: ignore[misc]
+
+
 # --- envelopes -------------------------------------------------------------------------------
 
 
