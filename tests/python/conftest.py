@@ -14,7 +14,8 @@ import pytest
 import dte_native as dte
 from dte_native import testkit
 
-SHARED = Path("/work/shared/sii")
+REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared" / "sii"  # the shared material beside the checkout (skipped when absent)
 SII_NS = "http://www.sii.cl/SiiDte"
 ISSUER = testkit.DEFAULT_ISSUER_RUT
 TIMESTAMP = None  # "now": the test certificate is valid from now on

@@ -21,11 +21,13 @@ from dte_native.certify import xmlread
 from dte_native.certify.parser import Case
 from dte_native.certify.parser import TestSet as SetOfCases
 
-SETS = Path("/work/shared/sii/sets")
+from conftest import SHARED
+
+SETS = SHARED / "sets"
 ISSUER = testkit.DEFAULT_ISSUER_RUT
 SUPPLIER_RUT = "96670340-7"  # issuer of the EnvioDTE "SII" sends for the exchange step
 
-pytestmark = pytest.mark.skipif(not SETS.is_dir(), reason="/work/shared/sii/sets is absent")
+pytestmark = pytest.mark.skipif(not SETS.is_dir(), reason=f"{SETS} is absent")
 
 
 def set_files() -> list[Path]:

@@ -94,7 +94,7 @@ def _sample_dtes() -> list[tuple[str, bytes]]:
 
 
 @pytest.mark.parametrize("name,data", _sample_dtes() or [pytest.param("", b"", marks=pytest.mark.skip(
-    reason="/work/shared/sii/samples not available"))])
+    reason="../shared/sii/samples not available"))])
 def test_reads_real_samples(name: str, data: bytes) -> None:
     content = reception.read_dte(data)
     assert content.header.doc_type in dte.supported_types()

@@ -1,4 +1,4 @@
-"""Real SII samples (read in place from /work/shared/sii, skipped when absent): the ones that
+"""Real SII samples (read in place from ../shared/sii, skipped when absent): the ones that
 verify do, and each tampered copy fails with the check that names its defect."""
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def sii_keys() -> dte.SiiKeyring:
     if 300 not in ring.idks:
         certs = SHARED / "certs"
         if not (certs / "sii-caf-idk300.cer").is_file():
-            pytest.skip("SII's CAF key IDK 300 is neither shipped nor in /work/shared")
+            pytest.skip("SII's CAF key IDK 300 is neither shipped nor in ../shared")
         ring = dte.SiiKeyring()
         ring.add_pem(100, (certs / "sii-caf-idk100.cer").read_bytes())
         ring.add_pem(300, (certs / "sii-caf-idk300.cer").read_bytes())

@@ -124,7 +124,7 @@ def test_upload_ok_progresses_to_epr_with_counts(material: dict) -> None:
         assert int(recepcion(body2)["TRACKID"]) > int(r["TRACKID"])
 
 
-@pytest.mark.skipif(XSD is None, reason="SII XSDs not found (set DTE_XSD_DIR or provide /work/shared/sii/xsd)")
+@pytest.mark.skipif(XSD is None, reason="SII XSDs not found (set DTE_XSD_DIR or provide ../shared/sii/xsd)")
 def test_schema_error_gives_status_7_with_detail(client: SiiClient, material: dict) -> None:
     token = client.token(material["signer"])
     bad = envio(material, [10]).replace(b"<NroResol>0</NroResol>", b"<NroResol>x</NroResol>")
@@ -287,7 +287,7 @@ def test_state_endpoint_and_state_file(tmp_path: Path, material: dict) -> None:
         assert [d["folio"] for d in s2.state()["documents"]] == [60]
 
 
-@pytest.mark.skipif(not (simkit.SHARED / "samples").is_dir(), reason="/work/shared/sii samples absent")
+@pytest.mark.skipif(not (simkit.SHARED / "samples").is_dir(), reason="../shared/sii samples absent")
 def test_checks_agree_with_real_sii_documents() -> None:
     """The TED/CAF/signature checks on real SII documents and SII's own CAF keys."""
     checks = sim_mod.checks
