@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 from . import _api as api
 from . import _core
-from ._types import SignedDte
+from ._types import Check, SignedDte
 from . import testkit
 from . import demo
 from . import cli_sii
@@ -93,6 +93,24 @@ def _print_json(value: Any) -> None:
 
 def _mark(status: str) -> str:
     return {"pass": "ok  ", "fail": "FAIL", "skip": "skip"}.get(status, status)
+
+
+# The checks that tie a CAF to SII. Skipped because no trusted key covers the CAF's IDK, they
+# leave the folio range unauthenticated: the command line counts that as not passed (exit 1),
+# as reception does, and says how to give the key.
+_SII_TRUST_CHECKS = ("ted.caf", "caf.sii_signature")
+
+
+def _untrusted(checks: Sequence[Check]) -> list[Check]:
+    return [c for c in checks
+            if c.name in _SII_TRUST_CHECKS and c.status == "skip" and "no SII key" in c.reason]
+
+
+def _untrusted_note(untrusted: Sequence[Check]) -> str:
+    idks = sorted({c.reason.split("IDK ", 1)[1].split()[0] for c in untrusted if "IDK " in c.reason})
+    keys = ", ".join(f"{i}.pem" for i in idks) or "its key"
+    return (f"the CAF is not checked against SII: no trusted key for IDK {', '.join(idks) or '?'}"
+            f" (give --sii-keys DIR or DTE_SII_KEYS with {keys})")
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -170,8 +188,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = api.verify(data, keyring=_keyring(args.sii_keys), check_schema=not args.no_schema,
                         check_cert_validity=not args.no_cert_validity)
     unusable = any(c.name == "xml" and c.failed for c in report.checks)
+    untrusted = _untrusted(report.checks)
+    ok = report.ok and not untrusted
     if args.json:
         out = report.to_dict()
+        out["ok"] = ok
+        out["untrusted"] = [{"name": c.name, "subject": c.subject, "reason": c.reason}
+                            for c in untrusted]
         out["file"] = args.file
         _print_json(out)
     else:
@@ -180,14 +203,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         for c in report.checks:
             reason = f": {c.reason}" if c.reason else ""
             print(f"  {_mark(c.status)} {c.name} [{c.subject}]{reason}")
-        if report.ok:
+        if ok:
             print("result: OK")
+        elif report.ok:
+            print(f"result: NOT TRUSTED ({_untrusted_note(untrusted)})")
         else:
             names = ", ".join(f"{c.name} [{c.subject}]" for c in report.failures)
-            print(f"result: FAILED ({len(report.failures)} check(s) failed: {names})")
+            note = f"; {_untrusted_note(untrusted)}" if untrusted else ""
+            print(f"result: FAILED ({len(report.failures)} check(s) failed: {names}{note})")
     if unusable:
         return EXIT_UNUSABLE
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -231,18 +257,25 @@ def cmd_caf_inspect(args: argparse.Namespace) -> int:
     caf = api.Caf.parse(_read(args.caf))
     checks = caf.check(_keyring(args.sii_keys))
     failed = [c for c in checks if c.failed]
+    untrusted = _untrusted(checks)
+    ok = not failed and not untrusted
     if args.json:
         _print_json({"info": asdict(caf.info), "checks": [asdict(c) for c in checks],
-                     "ok": not failed})
+                     "ok": ok, "untrusted": [c.name for c in untrusted]})
     else:
         for key, value in asdict(caf.info).items():
             print(f"{key}: {value}")
         for c in checks:
             reason = f": {c.reason}" if c.reason else ""
             print(f"  {_mark(c.status)} {c.name}{reason}")
-        print("result: OK" if not failed else
-              f"result: FAILED ({', '.join(c.name for c in failed)})")
-    return EXIT_OK if not failed else EXIT_FAILED
+        if ok:
+            print("result: OK")
+        elif not failed:
+            print(f"result: NOT TRUSTED ({_untrusted_note(untrusted)})")
+        else:
+            note = f"; {_untrusted_note(untrusted)}" if untrusted else ""
+            print(f"result: FAILED ({', '.join(c.name for c in failed)}{note})")
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def _parse_types(text: str) -> list[int]:

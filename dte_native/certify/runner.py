@@ -384,7 +384,8 @@ class Certification:
                         up.state, up.glosa = "accepted", "already received by SII (duplicate upload)"
                         continue
                     # Books and the RVD carry no documents: their EPR has no per-type counts.
-                    kind = "documents" if up.kind in ("EnvioDTE", "EnvioBOLETA") else "book"
+                    kind: Literal["documents", "book"] = (
+                        "documents" if up.kind in ("EnvioDTE", "EnvioBOLETA") else "book")
                     st = client.wait_final(sent.track_id, self.company.rut, poll_s=poll,
                                            timeout_s=self.options.timeout_s, kind=kind)
                 except DteError as e:

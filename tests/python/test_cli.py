@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import dte_native as dte
-from dte_native import testkit
+from dte_native import cli, testkit
 from dte_native.cli import main
 
 from conftest import ISSUER, document
@@ -82,11 +82,22 @@ def test_sign_verify_validate(capsys: pytest.CaptureFixture[str], cli_kit: Path,
     if dte.schema_dir() is not None:
         assert code == 0 and json.loads(out)["valid"] is True
 
-    # Without the test key the CAF's SII signature (ted.caf) cannot be trusted: exit 1.
+    # Without the test key the CAF's SII signature (ted.caf) cannot be trusted: exit 1. With
+    # SII's key for IDK 100 shipped, the FRMA fails against it; with no key for IDK 100 at all
+    # (a package built without ../shared), the check cannot run and the result says so.
     monkeypatch.delenv("DTE_SII_KEYS", raising=False)
     code, out, _ = run(capsys, "verify", str(out_xml))
     assert code == 1
-    assert "ted.caf" in out.split("result:")[1]
+    result = out.split("result:")[1]
+    assert "ted.caf" in result or ("NOT TRUSTED" in result and "IDK 100" in result
+                                   and "--sii-keys" in result), out
+    monkeypatch.setattr(cli, "_keyring", lambda dirs: dte.SiiKeyring())  # no key for any IDK
+    code, out, _ = run(capsys, "verify", str(out_xml), "--json")
+    report = json.loads(out)
+    assert code == 1 and report["ok"] is False
+    assert [u["name"] for u in report["untrusted"]] == ["ted.caf"]
+    code, out, _ = run(capsys, "verify", str(out_xml))
+    assert code == 1 and "result: NOT TRUSTED" in out and "100.pem" in out
 
 
 def test_sign_to_stdout_and_env_keys(capsys: pytest.CaptureFixture[str], cli_kit: Path,
@@ -199,7 +210,8 @@ def test_cert_and_caf_inspect(capsys: pytest.CaptureFixture[str], cli_kit: Path)
     assert code == 0 and result["ok"] and result["info"]["doc_type"] == 33
     assert "RSASK" not in out and "PRIVATE" not in out
     code, out, _ = run(capsys, "caf", "inspect", str(cli_kit / "caf-33.xml"))
-    assert code == 1  # the test key is not SII's
+    assert code == 1  # the test key is not SII's (or, with no key for IDK 100, not checked)
+    assert "result: FAILED (caf.sii_signature" in out or "result: NOT TRUSTED" in out
 
 
 def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
