@@ -145,7 +145,9 @@ struct TaxCode {
 const TaxCode* tax_code(int code) noexcept;
 
 // A tolerant integer read of a text or number (TipoImp "15", CodRef 1); `fallback` otherwise.
-long long int_of(const json& v, long long fallback = 0) noexcept;
+// Throws round_half_up()'s DocumentError for a number beyond its range (1e30): not noexcept,
+// which turned that error into std::terminate.
+long long int_of(const json& v, long long fallback = 0);
 
 // normalize() of a document the caller gives up (parse_input()'s result): no copy to work on.
 json normalize(json&& input);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <optional>
 
@@ -54,8 +55,21 @@ long long round_half_up(long double x) {
     throw DocumentError("input.amount_range",
                         "an amount or folio in the input is out of range (|value| >= 9e18)");
   constexpr long double kTolerance = 1e-7L;
-  if (x >= 0) return static_cast<long long>(std::floor(x + 0.5L + kTolerance));
-  return -static_cast<long long>(std::floor(-x + 0.5L + kTolerance));
+  const bool negative = !(x >= 0);
+  const long double y = (negative ? -x : x) + 0.5L + kTolerance;  // > 0
+  // floor(y). std::floor on a long double and its cast to an integer are x87 code that switches
+  // the control word's rounding mode and back, twice: below 2^53 the value goes through a double
+  // instead, whose conversion to an integer truncates without that (SSE). The double is y rounded to nearest, which
+  // lies between floor(y) and ceil(y) (both exact doubles there), so its truncation is floor(y)
+  // or, when it rounded up onto ceil(y) > y, one more.
+  long long r;
+  if (y < 0x1p53L) {
+    r = static_cast<long long>(static_cast<double>(y));
+    if (static_cast<long double>(r) > y) --r;
+  } else {
+    r = static_cast<long long>(std::floor(y));
+  }
+  return negative ? -r : r;
 }
 
 long double round_to(long double x, int frac) {
@@ -142,6 +156,121 @@ void grow(json::object_t& members, std::size_t capacity) {
   for (auto& m : members) bigger.emplace_back(m.first, std::move(m.second));
   members.swap(bigger);
 }
+
+// Where the members of an object are by key, for objects large enough that walking all of them
+// for every key read (to find one given twice) would add up to quadratic time: open addressing
+// over member positions, filled lazily with the members appended since the last lookup. Small
+// objects, the documents' own, are searched directly as before.
+class KeyIndex {
+ public:
+  static constexpr std::size_t kFrom = 16;  // members before an index pays for itself
+
+  // The position of `key` among `members` (the object this index serves, which only ever grows
+  // by appending), or members.size() when absent.
+  std::size_t find(const json::object_t& members, std::string_view key) {
+    const std::size_t n = members.size();
+    if (n >= kFrom) return find_indexed(members, key);
+    std::size_t i = 0;
+    while (i < n && std::string_view(members.data()[i].first) != key) ++i;
+    return i;
+  }
+
+ private:
+  [[gnu::noinline]] std::size_t find_indexed(const json::object_t& members, std::string_view key) {
+    const std::size_t n = members.size();
+    if (slots_.size() < 2 * n) {  // at most half full: rebuilt at four times the members
+      std::size_t size = 64;
+      while (size < 4 * n) size *= 2;
+      slots_.assign(size, {0, 0});
+      indexed_ = 0;
+    }
+    const std::size_t mask = slots_.size() - 1;
+    for (; indexed_ < n; ++indexed_) {
+      const std::size_t h = hash(members.data()[indexed_].first);
+      std::size_t s = h & mask;
+      while (slots_[s].second != 0) s = (s + 1) & mask;
+      slots_[s] = {h, indexed_ + 1};
+    }
+    const std::size_t h = hash(key);
+    for (std::size_t s = h & mask; slots_[s].second != 0; s = (s + 1) & mask)
+      if (slots_[s].first == h && std::string_view(members.data()[slots_[s].second - 1].first) == key)
+        return slots_[s].second - 1;
+    return n;
+  }
+
+  static std::size_t hash(std::string_view key) noexcept { return std::hash<std::string_view>{}(key); }
+  std::vector<std::pair<std::size_t, std::size_t>> slots_;  // hash, position + 1 (0: empty)
+  std::size_t indexed_ = 0;  // members[0, indexed_) are in slots_
+};
+
+// json::parse's own tree building (nlohmann's json_sax_dom_parser) with the keys of an object
+// found through a KeyIndex: the ordered map's operator[] walks every member for every key. The
+// same document (a key given twice keeps its first place and its last value), the same
+// exceptions (the parser's, thrown as json_sax_dom_parser throws them).
+class TreeBuilder {
+ public:
+  explicit TreeBuilder(json& root) : root_(root) {}
+
+  bool null() { return place(nullptr), true; }
+  bool boolean(bool v) { return place(v), true; }
+  bool number_integer(json::number_integer_t v) { return place(v), true; }
+  bool number_unsigned(json::number_unsigned_t v) { return place(v), true; }
+  bool number_float(json::number_float_t v, const json::string_t&) { return place(v), true; }
+  bool string(json::string_t& v) { return place(v), true; }
+  bool binary(json::binary_t& v) { return place(std::move(v)), true; }
+  // `len` is always "unknown" (-1) for JSON text: no size to check as the DOM builder does.
+  bool start_object(std::size_t) {
+    open_.push_back({place(json::value_t::object), {}});
+    return true;
+  }
+  bool key(json::string_t& k) {
+    Open& o = open_.back();
+    auto& members = o.value->get_ref<json::object_t&>();
+    const std::size_t at = o.keys.find(members, k);
+    if (at == members.size()) {
+      if (members.size() == members.capacity())
+        grow(members, std::max<std::size_t>(8, 2 * members.size()));
+      members.emplace_back(k, json());
+    }
+    element_ = &members.data()[at].second;
+    return true;
+  }
+  bool end_object() { return open_.pop_back(), true; }
+  bool start_array(std::size_t) {
+    open_.push_back({place(json::value_t::array), {}});
+    return true;
+  }
+  bool end_array() { return open_.pop_back(), true; }
+  template <class Exception>
+  bool parse_error(std::size_t, const std::string&, const Exception& ex) {
+    throw ex;
+  }
+
+ private:
+  template <class Value>
+  json* place(Value&& v) {
+    if (open_.empty()) {
+      root_ = json(std::forward<Value>(v));
+      return &root_;
+    }
+    json& in = *open_.back().value;
+    if (in.is_array()) {
+      auto& items = in.get_ref<json::array_t&>();
+      items.emplace_back(std::forward<Value>(v));
+      return &items.back();
+    }
+    *element_ = json(std::forward<Value>(v));
+    return element_;
+  }
+
+  struct Open {
+    json* value;   // an open object or array: only the innermost one grows, so this one stays
+    KeyIndex keys;  // objects only
+  };
+  json& root_;
+  std::vector<Open> open_;
+  json* element_ = nullptr;  // the member whose key came last
+};
 
 // The common input read directly: what json::parse would build, for plain JSON only (no \u
 // escapes, integers of at most 18 digits, nesting at most 64 deep, well-formed UTF-8 by the
@@ -380,6 +509,7 @@ class DirectParser {
       return true;
     }
     members.reserve(8);
+    const std::size_t serial = ++objects_;
     for (;;) {
       skip_space();
       if (p_ == end_ || *p_ != '"') return false;
@@ -388,8 +518,13 @@ class DirectParser {
       skip_space();
       if (p_ == end_ || *p_ != ':') return false;
       ++p_;
-      auto same = std::find_if(members.begin(), members.end(),
-                               [&](const auto& m) { return std::string_view(m.first) == key; });
+      auto same = members.end();
+      if (members.size() < KeyIndex::kFrom) [[likely]] {
+        same = std::find_if(members.begin(), members.end(),
+                            [&](const auto& m) { return std::string_view(m.first) == key; });
+      } else {
+        same = members.begin() + static_cast<std::ptrdiff_t>(indexed_key(members, key, depth, serial));
+      }
       if (same != members.end()) {
         json v;
         if (!value([&](auto&&... a) -> json& { return v = json(std::forward<decltype(a)>(a)...); },
@@ -411,6 +546,20 @@ class DirectParser {
       if (!separator('}', more)) return false;
       if (!more) return true;
     }
+  }
+
+  // The position of `key` among the members of a large object (object() searches small ones
+  // itself), the object numbered `serial` at `depth`: one index per depth, started afresh for
+  // each new object there.
+  [[gnu::noinline]] std::size_t indexed_key(const json::object_t& members, std::string_view key,
+                                            int depth, std::size_t serial) {
+    if (indexes_.size() <= static_cast<std::size_t>(depth)) indexes_.resize(depth + 1);
+    auto& [owner, index] = indexes_[depth];
+    if (owner != serial) {
+      owner = serial;
+      index = KeyIndex();
+    }
+    return index.find(members, key);
   }
 
   // After a member or an item: a ',' (`more`: another follows) or the closing bracket, either
@@ -452,6 +601,8 @@ class DirectParser {
   // Strings with escapes, decoded: a key's text must outlive the reading of its value.
   std::string key_text_;
   std::string value_text_;
+  std::size_t objects_ = 0;  // objects begun so far: numbers them for indexes_
+  std::vector<std::pair<std::size_t, KeyIndex>> indexes_;  // by depth: the object's number, its index
 };
 
 }  // namespace
@@ -459,7 +610,10 @@ class DirectParser {
 json parse_input(std::string_view json_text) {
   try {
     if (std::optional<json> direct = DirectParser(json_text).run()) return std::move(*direct);
-    return json::parse(json_text.begin(), json_text.end());
+    json out;
+    TreeBuilder builder(out);
+    json::sax_parse(json_text.begin(), json_text.end(), &builder);
+    return out;
   } catch (const json::parse_error& e) {
     throw DocumentError("input.json", std::string("input is not valid JSON (byte ") +
                                           std::to_string(e.byte) + "): " + e.what());
@@ -601,7 +755,7 @@ std::string path_text(const FieldPath* path) {
   return text;
 }
 
-long long int_of(const json& v, long long fallback) noexcept {
+long long int_of(const json& v, long long fallback) {
   auto n = as_number(v);
   if (!n) return fallback;
   return round_half_up(*n);

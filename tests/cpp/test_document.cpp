@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "dte/document.hpp"
@@ -315,6 +316,63 @@ TEST(DocumentNormalize, WrongInputThrowsByCause) {
     EXPECT_EQ(e.code(), "input.unsupported_type");
   }
   EXPECT_THROW(dte::parse_input("{\"a\": "), dte::DocumentError);
+}
+
+// A key given twice keeps its first place and its last value, on both reading paths (the direct
+// reader; json's own parser, which a \u escape sends the text to), in time near linear in the
+// number of keys: 200 000 keys, every tenth of them given again later, would take minutes at
+// one walk over the members per key.
+TEST(DocumentNormalize, ManyKeysAndRepeatedKeysReadInNearLinearTime) {
+  constexpr int kKeys = 200000;
+  for (bool fallback : {false, true}) {
+    std::string text = "{";
+    for (int i = 0; i < kKeys; ++i) text += "\"k" + std::to_string(i) + "\":" + std::to_string(i) + ",";
+    for (int i = 0; i < kKeys; i += 10) text += "\"k" + std::to_string(i) + "\":\"again\",";
+    text += fallback ? "\"\\u0041\":{\"k0\":1,\"k0\":[2]}}" : "\"A\":{\"k0\":1,\"k0\":[2]}}";
+    const dte::json doc = dte::parse_input(text);
+    ASSERT_TRUE(doc.is_object());
+    const auto& members = doc.get_ref<const dte::json::object_t&>();
+    ASSERT_EQ(members.size(), static_cast<std::size_t>(kKeys) + 1) << fallback;
+    for (int i = 0; i < kKeys; i += 997) {
+      const auto& m = *(members.begin() + i);
+      EXPECT_EQ(m.first, "k" + std::to_string(i));
+      if (i % 10 == 0)
+        EXPECT_EQ(m.second, "again") << i;
+      else
+        EXPECT_EQ(m.second, i) << i;
+    }
+    EXPECT_EQ((members.begin() + kKeys)->first, "A");
+    EXPECT_EQ(doc.at("A"), dte::json::parse(R"({"k0":[2]})")) << fallback;
+    EXPECT_EQ(doc.at("k199990"), "again");
+    EXPECT_EQ(doc.at("k199999"), 199999);
+  }
+  // The same document as json::parse on a few mixed shapes, both paths.
+  for (const char* text :
+       {R"({"a":1,"b":2,"a":3})", R"({"a":{"x":1},"b":[1,{"y":2,"y":3}],"a":{"z":4}})",
+        R"({"\u0061":1,"b":2,"a":3,"b":{"c":1,"c":2}})", R"([{"a":1,"a":2},{"\u0062":1,"b":2}])"}) {
+    EXPECT_EQ(dte::parse_input(text).dump(), dte::json::parse(text).dump()) << text;
+  }
+}
+
+// round_half_up: half away from zero with the 1e-7 tolerance, the range check at 9e18.
+TEST(DocumentNormalize, RoundHalfUpEdges) {
+  using dte::detail::round_half_up;
+  EXPECT_EQ(round_half_up(0.5L), 1);
+  EXPECT_EQ(round_half_up(-0.5L), -1);
+  EXPECT_EQ(round_half_up(0.4999998L), 0);
+  EXPECT_EQ(round_half_up(0.4999999L), 1);  // within the tolerance
+  EXPECT_EQ(round_half_up(-2.4999998L), -2);
+  EXPECT_EQ(round_half_up(-2.4999999L), -3);
+  EXPECT_EQ(round_half_up(1071.0L / 1.19L), 900);
+  EXPECT_EQ(round_half_up(0x1p53L - 1), (1LL << 53) - 1);
+  EXPECT_EQ(round_half_up(0x1p53L + 2), (1LL << 53) + 2);
+  EXPECT_EQ(round_half_up(-0x1p60L), -(1LL << 60));
+  EXPECT_EQ(round_half_up(8.9e18L), 8900000000000000000LL);
+  EXPECT_EQ(round_half_up(-0.0L), 0);
+  EXPECT_THROW(round_half_up(9e18L), dte::DocumentError);
+  EXPECT_THROW(round_half_up(-9e18L), dte::DocumentError);
+  EXPECT_THROW(round_half_up(std::numeric_limits<long double>::quiet_NaN()), dte::DocumentError);
+  EXPECT_THROW(round_half_up(std::numeric_limits<long double>::infinity()), dte::DocumentError);
 }
 
 // ---------------------------------------------------------------- rules
