@@ -92,10 +92,12 @@ void emit_group(xmlNode* el, xmlNs* ns, const Node& node, const json& obj,
 // std::string append per tag, indent and text cost more than the bytes themselves.
 class TextWalk {
  public:
-  explicit TextWalk(detail::DocumentText* out) : out_(out->c14n), texts_(out->ted_texts) {
-    out_.resize(8192);
-    w_ = out_.data();
-    end_ = w_ + out_.size();
+  // Appends to `out`.
+  TextWalk(std::string& out, detail::TedTexts& texts) : out_(out), texts_(texts) {
+    const std::size_t at = out_.size();
+    out_.resize(at + 8192);
+    w_ = out_.data() + at;
+    end_ = out_.data() + out_.size();
   }
 
   // The text written, cut to its length.
@@ -362,17 +364,24 @@ class TextWalk {
 
 namespace detail {
 
-std::optional<DocumentText> document_text(const json& normalized) {
+bool append_document_text(const json& normalized, std::string& c14n, TedTexts& ted_texts) {
   const int tipo = doc_type_of(normalized);
-  if (!is_supported_type(tipo)) return std::nullopt;
-  DocumentText out;
-  TextWalk walk(&out);
+  if (!is_supported_type(tipo)) return false;
+  const std::size_t start = c14n.size();
+  TextWalk walk(c14n, ted_texts);
   const unsigned all = (1U << kTedPaths.size()) - 1;
-  if (!walk.group(detail::schema_for(tipo), normalized, 1, all) || !walk.ok()) return std::nullopt;
+  const bool ok = walk.group(detail::schema_for(tipo), normalized, 1, all) && walk.ok();
   walk.finish();
+  if (!ok) return false;
   // The caller appends TED and TmstFirma, then closes the Documento itself.
-  if (out.c14n.size() >= 3 && out.c14n.compare(out.c14n.size() - 3, 3, "\n  ") == 0)
-    out.c14n.resize(out.c14n.size() - 3);
+  if (c14n.size() - start >= 3 && c14n.compare(c14n.size() - 3, 3, "\n  ") == 0)
+    c14n.resize(c14n.size() - 3);
+  return true;
+}
+
+std::optional<DocumentText> document_text(const json& normalized) {
+  DocumentText out;
+  if (!append_document_text(normalized, out.c14n, out.ted_texts)) return std::nullopt;
   return out;
 }
 

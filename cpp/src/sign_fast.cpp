@@ -135,9 +135,14 @@ long long rounded_amount(const std::string& s) {
 }  // namespace
 
 std::optional<std::string> ted_c14n_text(std::string_view flat) {
-  // The TED is the Documento's child (level 2); libxml2 indents up to 30 levels.
-  constexpr int kTedLevel = 2;
-  constexpr std::size_t kMaxDepth = 30 - kTedLevel;  // deeper declines below
+  // The TED is the Documento's child (level 2).
+  return formatted_c14n(flat, 2);
+}
+
+std::optional<std::string> formatted_c14n(std::string_view flat, int level) {
+  // libxml2 indents up to 30 levels; `level` is 2 (a TED) or deeper.
+  if (level < 2 || level >= 30) return std::nullopt;
+  constexpr std::size_t kMaxDepth = 30 - 2;  // deeper declines below
   static constexpr ByteSet kNameBad = byte_set(":&\"/");
   static constexpr ByteSet kAttrBad = byte_set(":<>& \"");
   static constexpr ByteSet kValueBad = byte_set("<>&");
@@ -151,9 +156,9 @@ std::optional<std::string> ted_c14n_text(std::string_view flat) {
   std::string out;
   out.reserve(flat.size() + 1024);
   // Every TED of a folio range carries the same <CAF>: its formatted text, a function of its
-  // bytes and its depth alone, is kept per thread and copied instead of formatted again.
+  // bytes and its level alone, is kept per thread and copied instead of formatted again.
   struct KeptCaf {
-    std::size_t depth = 0;  // of its parent; 0: nothing kept
+    std::size_t depth = 0;  // level of its parent; 0: nothing kept
     std::string in;
     std::string out;
   };
@@ -180,12 +185,12 @@ std::optional<std::string> ted_c14n_text(std::string_view flat) {
       if (end == std::string_view::npos || depth == 0) return std::nullopt;
       const Frame& top = stack[depth - 1];
       if (flat.substr(i + 2, end - i - 2) != top.name) return std::nullopt;
-      if (top.elements) indent(out, kTedLevel + static_cast<int>(depth) - 1);
+      if (top.elements) indent(out, level + static_cast<int>(depth) - 1);
       out.append(flat.substr(i, end - i + 1));
       --depth;
       i = end + 1;
       if (depth == caf_depth && caf_at != std::string_view::npos) {
-        kept.depth = caf_depth;
+        kept.depth = static_cast<std::size_t>(level) + caf_depth;
         kept.in.assign(flat.substr(caf_at, i - caf_at));
         kept.out.assign(out, caf_out);
         caf_at = std::string_view::npos;
@@ -194,11 +199,12 @@ std::optional<std::string> ted_c14n_text(std::string_view flat) {
                                               : std::nullopt;
       continue;
     }
-    if (depth > 0 && depth == kept.depth && flat.compare(i, kept.in.size(), kept.in) == 0) {
+    if (depth > 0 && static_cast<std::size_t>(level) + depth == kept.depth &&
+        flat.compare(i, kept.in.size(), kept.in) == 0) {
       if (stack[depth - 1].text) return std::nullopt;  // mixed content
       stack[depth - 1].elements = true;
-      if (kTedLevel + static_cast<int>(depth) >= 30) return std::nullopt;
-      indent(out, kTedLevel + static_cast<int>(depth));
+      if (level + static_cast<int>(depth) >= 30) return std::nullopt;
+      indent(out, level + static_cast<int>(depth));
       out += kept.out;
       i += kept.in.size();
       continue;
@@ -223,8 +229,8 @@ std::optional<std::string> ted_c14n_text(std::string_view flat) {
     if (depth > 0) {
       if (stack[depth - 1].text) return std::nullopt;  // mixed content
       stack[depth - 1].elements = true;
-      if (kTedLevel + static_cast<int>(depth) >= 30) return std::nullopt;
-      indent(out, kTedLevel + static_cast<int>(depth));
+      if (level + static_cast<int>(depth) >= 30) return std::nullopt;
+      indent(out, level + static_cast<int>(depth));
     }
     if (name == "CAF" && depth > 0 && caf_at == std::string_view::npos) {
       caf_at = i;
@@ -250,19 +256,17 @@ std::optional<SignedDte> sign_fast(const json& normalized, const Caf& caf, const
         !plain_token(timestamp))
       return std::nullopt;
 
-    std::optional<DocumentText> body = document_text(normalized);
-    if (!body) return std::nullopt;
-    TedData ted_data = ted_data_from_texts(body->ted_texts, timestamp);
-    std::optional<std::string> ted = stamp_ted_direct(ted_data, caf);
-    if (!ted) return std::nullopt;
-    std::optional<std::string> ted_text = ted_c14n_text(*ted);
-    if (!ted_text) return std::nullopt;
-
     // The canonical Documento, which the signature covers; the output is the same text past
-    // its start tag, serialised.
+    // its start tag, serialised. Written in a buffer each pool thread keeps (a large one is let
+    // go after use).
+    thread_local std::string c14n;
+    struct Release {
+      ~Release() {
+        if (c14n.capacity() > (std::size_t{1} << 20)) std::string().swap(c14n);
+      }
+    } release;
     const std::string_view root = root_name(type);
-    std::string c14n;
-    c14n.reserve(body->c14n.size() + ted_text->size() + 256);
+    c14n.clear();
     c14n += '<';
     c14n += root;
     c14n += " xmlns=\"";
@@ -271,9 +275,13 @@ std::optional<SignedDte> sign_fast(const json& normalized, const Caf& caf, const
     c14n += id;
     c14n += "\">";
     const std::size_t content = c14n.size();
-    c14n += body->c14n;
+    TedTexts ted_texts;
+    if (!append_document_text(normalized, c14n, ted_texts)) return std::nullopt;
+    TedData ted_data = ted_data_from_texts(ted_texts, timestamp);
     c14n += "\n    ";
-    c14n += *ted_text;
+    // The TED's formatted text (as ted_c14n_text(*ted) gives it) goes on `c14n` too.
+    std::optional<std::string> ted = stamp_ted_direct(ted_data, caf, &c14n);
+    if (!ted) return std::nullopt;
     c14n += "\n    <TmstFirma>";
     c14n += timestamp;
     c14n += "</TmstFirma>\n  </";

@@ -38,8 +38,11 @@ using TedTexts = std::array<std::string, 8>;
 TedData ted_data_from_texts(const TedTexts& texts, std::string tsted);
 
 // stamp_ted's TED text without parsing the DD back (the flattened CAF is kept per CAF); nullopt
-// when a field holds what the parse would change or refuse.
-std::optional<std::string> stamp_ted_direct(const TedData& data, const Caf& caf);
+// when a field holds what the parse would change or refuse. With `c14n`, that TED's formatted
+// text too, appended there: what ted_c14n_text(TED text) gives (nullopt when that declines,
+// `c14n` then in an unspecified state).
+std::optional<std::string> stamp_ted_direct(const TedData& data, const Caf& caf,
+                                            std::string* c14n = nullptr);
 
 // The Documento's content written from the normalised input by the table walk
 // build_document_xml uses: `c14n` is the canonical form (UTF-8, <x></x> for empty elements) of
@@ -52,9 +55,13 @@ struct DocumentText {
   TedTexts ted_texts;
 };
 std::optional<DocumentText> document_text(const json& normalized);
+// The same text appended to `c14n` (false, with `c14n` in an unspecified state, to decline).
+bool append_document_text(const json& normalized, std::string& c14n, TedTexts& ted_texts);
 
 // The formatted text (C14N form, as above) of a TED at its place in a Documento.
 std::optional<std::string> ted_c14n_text(std::string_view ted_xml);
+// The same for a flat element at indent level `level` (2..29; the TED's is 2).
+std::optional<std::string> formatted_c14n(std::string_view flat, int level);
 
 // The <Signature> element append_signature writes for a "#reference_id" Reference whose target
 // has canonical form `target_c14n`, as serialised bytes; nullopt when the certificate's KeyInfo

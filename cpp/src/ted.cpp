@@ -1,5 +1,6 @@
 #include "dte/ted.hpp"
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -154,21 +155,34 @@ std::string stamp_ted(const TedData& data, const Caf& caf) {
 
 namespace {
 
+// Bytes by what flat_field does with them: kStop for a control character (refused) or a byte
+// with the high bit set (UTF-8, checked on its own), kSolid for all but whitespace, kEscape for
+// '&', '<' and '>'.
+enum : unsigned char { kStop = 1, kSolid = 2, kEscape = 4 };
+constexpr std::array<unsigned char, 256> kFieldClass = [] {
+  std::array<unsigned char, 256> t{};
+  for (unsigned c = 0; c < 256; ++c)
+    t[c] = c >= 0x80 || (c < 0x20 && c != '\t' && c != '\n') ? kStop
+           : c == ' ' || c == '\t' || c == '\n'               ? 0
+           : c == '&' || c == '<' || c == '>'                 ? kSolid | kEscape
+                                                              : kSolid;
+  return t;
+}();
+
 // One DD field as flattened_element writes it after parse_xml(esc(v)): false when the parse
 // would not give `v` back (CR, control characters, malformed UTF-8, U+FFFE/U+FFFF).
 bool flat_field(std::string& out, std::string_view tag, std::string_view v) {
-  bool blank = true;
-  bool escapes = false;
+  unsigned seen = 0;
   for (std::size_t i = 0; i < v.size();) {
     unsigned char c = static_cast<unsigned char>(v[i]);
-    if (c < 0x80) {
-      if (c < 0x20 && c != '\t' && c != '\n') return false;
-      if (c != ' ' && c != '\t' && c != '\n') blank = false;
-      if (c == '&' || c == '<' || c == '>') escapes = true;
+    const unsigned k = kFieldClass[c];
+    if (!(k & kStop)) {
+      seen |= k;
       ++i;
       continue;
     }
-    blank = false;
+    if (c < 0x80) return false;
+    seen |= kSolid;
     std::size_t len = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
     if (len == 0 || c == 0xC0 || c == 0xC1 || c > 0xF4 || i + len > v.size()) return false;
     for (std::size_t k = 1; k < len; ++k)
@@ -183,6 +197,8 @@ bool flat_field(std::string& out, std::string_view tag, std::string_view v) {
       return false;
     i += len;
   }
+  const bool blank = !(seen & kSolid);
+  const bool escapes = (seen & kEscape) != 0;
   out.push_back('<');
   out += tag;
   out.push_back('>');
@@ -247,9 +263,28 @@ const std::string& flat_caf(const std::string& caf_xml) {
   return last_flat;
 }
 
+// detail::formatted_c14n of a flattened CAF at a DD child's level (4), kept per thread by the
+// CAF's text as flat_caf is; nullptr when that declines.
+const std::string* formatted_caf(const std::string& caf_part) {
+  thread_local bool set = false;
+  thread_local bool ok = false;
+  thread_local std::string in;
+  thread_local std::string out;
+  if (!set || in != caf_part) {
+    std::optional<std::string> f = detail::formatted_c14n(caf_part, 4);
+    set = false;
+    in = caf_part;
+    ok = f.has_value();
+    out = ok ? std::move(*f) : std::string();
+    set = true;
+  }
+  return ok ? &out : nullptr;
+}
+
 }  // namespace
 
-std::optional<std::string> detail::stamp_ted_direct(const TedData& data, const Caf& caf) {
+std::optional<std::string> detail::stamp_ted_direct(const TedData& data, const Caf& caf,
+                                                    std::string* c14n) {
   if (!caf.info().has_private_key || data.tsted.empty()) return std::nullopt;
   caf.check_fits(data.re, data.td, data.f, std::string_view(data.tsted).substr(0, 10));
   const std::string& caf_part = flat_caf(caf.caf_xml());
@@ -262,18 +297,39 @@ std::optional<std::string> detail::stamp_ted_direct(const TedData& data, const C
                                          std::to_chars(td, td + sizeof td, data.td).ptr - td));
   const std::string_view f_text(f, static_cast<std::size_t>(
                                        std::to_chars(f, f + sizeof f, data.f).ptr - f));
+  // With `c14n`: the TED's formatted text as ted_c14n_text writes it (TED at level 2, DD at 3,
+  // its children at 4), from the same field texts.
+  const std::string* caf_c14n = nullptr;
+  if (c14n) {
+    caf_c14n = formatted_caf(caf_part);
+    if (!caf_c14n) return std::nullopt;
+    c14n->reserve(c14n->size() + caf_c14n->size() + 1024);
+    *c14n += "<TED version=\"1.0\">\n      <DD>";
+  }
+  static constexpr std::string_view kLevel4 = "\n        ";
   std::string flat;
   flat.reserve(caf_part.size() + 512);
   flat += "<DD>";
-  if (!flat_field(flat, "RE", data.re) || !flat_field(flat, "TD", td_text) ||
-      !flat_field(flat, "F", f_text) || !flat_field(flat, "FE", data.fe) ||
-      !flat_field(flat, "RR", data.rr) ||
-      !flat_field(flat, "RSR", latin1_cut40(data.rsr, rsr_held)) ||
-      !flat_field(flat, "MNT", data.mnt) ||
-      !flat_field(flat, "IT1", latin1_cut40(data.it1, it1_held)))
+  auto field = [&](std::string_view tag, std::string_view v) {
+    const std::size_t at = flat.size();
+    if (!flat_field(flat, tag, v)) return false;
+    if (c14n) {
+      *c14n += kLevel4;
+      c14n->append(flat, at, std::string::npos);
+    }
+    return true;
+  };
+  if (!field("RE", data.re) || !field("TD", td_text) || !field("F", f_text) ||
+      !field("FE", data.fe) || !field("RR", data.rr) ||
+      !field("RSR", latin1_cut40(data.rsr, rsr_held)) || !field("MNT", data.mnt) ||
+      !field("IT1", latin1_cut40(data.it1, it1_held)))
     return std::nullopt;
   flat += caf_part;
-  if (!flat_field(flat, "TSTED", data.tsted)) return std::nullopt;
+  if (c14n) {
+    *c14n += kLevel4;
+    *c14n += *caf_c14n;
+  }
+  if (!field("TSTED", data.tsted)) return std::nullopt;
   flat += "</DD>";
   // to_latin1 of ASCII (the usual DD) is the text itself.
   const std::string frmt = base64_encode(caf.sign(
@@ -285,6 +341,11 @@ std::optional<std::string> detail::stamp_ted_direct(const TedData& data, const C
   ted += "<FRMT algoritmo=\"SHA1withRSA\">";
   ted += frmt;
   ted += "</FRMT></TED>";
+  if (c14n) {
+    *c14n += "\n      </DD>\n      <FRMT algoritmo=\"SHA1withRSA\">";
+    *c14n += frmt;
+    *c14n += "</FRMT>\n    </TED>";
+  }
   return ted;
 }
 
