@@ -642,3 +642,18 @@ TEST(DocumentRules, NormalizedShortcutFindsWhatCheckRulesFinds) {
   }
   EXPECT_GT(compared, static_cast<int>(originals));
 }
+
+// A huge number where the rules read a code (FmaPago, CodRef...) went through int_of, declared
+// noexcept while round_half_up throws: std::terminate. Now the usual range error.
+TEST(DocumentRules, HugeCodeIsARangeErrorNotATermination) {
+  for (const char* where : {"FmaPago"}) {
+    json d = base_invoice(33);
+    d["Encabezado"]["IdDoc"][where] = 1e30;
+    try {
+      (void)dte::check_rules(d);
+      ADD_FAILURE() << where << ": no error";
+    } catch (const dte::DocumentError& e) {
+      EXPECT_EQ(e.code(), "input.amount_range") << where;
+    }
+  }
+}
