@@ -484,7 +484,6 @@ def sign(document: Document, caf: Caf, cert: Certificate, *,
     'T33F1'
     """
     text = _document_text(document)
-    _check_caf_fits(text, caf, today)
     result = _core.sign_document(
         text, caf._native, cert._native,
         timestamp=_when(timestamp), today=_when(today), doc_id=doc_id or "",
@@ -492,25 +491,6 @@ def sign(document: Document, caf: Caf, cert: Certificate, *,
         check_certificate_validity=check_certificate_validity,
     )
     return SignedDte._from(result)
-
-
-def _check_caf_fits(text: str, caf: Caf, today: str | _dt.date | None) -> None:
-    """Raises CafError for a CAF of another issuer or type, or a folio outside its range, before
-    the core's rule engine would report it among the document findings (DocumentError): a CAF
-    that does not fit is a problem of the CAF given, and callers catch it as such. Values the
-    input does not state cleanly are left to the core."""
-    try:
-        head = json.loads(text)["Encabezado"]
-        id_doc, issuer = head["IdDoc"], head["Emisor"]["RUTEmisor"]
-        doc_type, folio = int(id_doc["TipoDTE"]), int(id_doc["Folio"])
-    except (ValueError, TypeError, KeyError):
-        return
-    except RecursionError:
-        raise DocumentError("the input JSON nests too deeply to be a DTE", "input.json") from None
-    if not (-2**63 <= folio < 2**63 and -2**31 <= doc_type < 2**31):
-        return  # out of any CAF's range: the core's rules report it as a finding
-    if isinstance(issuer, str) and _core.rut_is_valid(issuer):
-        caf.check_fits(issuer, doc_type, folio, _when(today))
 
 
 def sign_many(documents: Sequence[Document], cafs: Caf | Sequence[Caf], cert: Certificate, *,

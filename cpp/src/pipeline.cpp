@@ -305,7 +305,21 @@ std::vector<Finding> precheck(std::string_view input_json, const Caf* caf,
 SignedDte sign_document(std::string_view input_json, const Caf& caf, const Certificate& cert,
                         const SignOptions& options) {
   json normalized = detail::normalize(parse_input(input_json));
+  detail::check_caf_fit_first(normalized, caf, options);
   return sign_normalized(normalized, caf, cert, options, options.doc_id);
+}
+
+void detail::check_caf_fit_first(const json& normalized, const Caf& caf, const SignOptions& options) {
+  // Values the input does not state cleanly are left to the rules, which name the field.
+  std::optional<std::pair<int, long long>> type_folio;
+  try {
+    type_folio.emplace(doc_type_of(normalized), folio_of(normalized));
+  } catch (const DocumentError&) {
+    return;
+  }
+  const std::string issuer = issuer_of(normalized);
+  if (Rut::try_parse(issuer))
+    caf.check_fits(issuer, type_folio->first, type_folio->second, options.today);
 }
 
 std::vector<SignOutcome> sign_many(const std::vector<std::string>& inputs,

@@ -20,6 +20,10 @@ namespace dte::detail {
 SignedDte sign_via_dom(const json& normalized, const Caf& caf, const Certificate& cert,
                        const SignOptions& options, const std::string& doc_id);
 
+// sign_document's first check: CafError when the CAF does not fit the document's issuer,
+// type, folio or date, as far as the input states them cleanly (the rules report the rest).
+void check_caf_fit_first(const json& normalized, const Caf& caf, const SignOptions& options);
+
 // The same document by the direct text path, or nullopt when that path declines (anything
 // unusual: odd IDs, characters the shortcut does not model, a certificate whose KeyInfo xmlsec
 // has not written yet, any error). Checks (rules, CAF, certificate) are the caller's.

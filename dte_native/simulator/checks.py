@@ -47,8 +47,18 @@ ROOT_SCHEMAS = {
 }
 
 
+# libxml2 names (element names, whitespace texts) are interned in dictionaries that lxml shares
+# between threads (a thread's dictionary looks names up in the main one; a compiled schema keeps
+# its compiling thread's), and those are not safe for concurrent use: with request threads
+# parsing uploads while another compiled or validated a schema, a parse now and then got a
+# wrong name back ("Opening and ending tag mismatch: xs line 2 and EnvioDTE"), a valid upload
+# was refused about one demo run in 15. Parsing and schema work therefore take turns.
+_LXML_LOCK = threading.RLock()
+
+
 def parse(data: bytes) -> etree._Element:
-    return etree.fromstring(data, _PARSER)
+    with _LXML_LOCK:
+        return etree.fromstring(data, _PARSER)
 
 
 def local(el: etree._Element) -> str:
@@ -453,7 +463,6 @@ class SchemaSet:
     def __init__(self, folder: str | Path | None) -> None:
         self.folder = Path(folder) if folder else None
         self._schemas: dict[str, etree.XMLSchema] = {}
-        self._lock = threading.Lock()
 
     @property
     def available(self) -> bool:
@@ -464,7 +473,7 @@ class SchemaSet:
         name = ROOT_SCHEMAS.get(local(root))
         if not name or not self.folder or not (self.folder / name).is_file():
             return None
-        with self._lock:
+        with _LXML_LOCK:
             schema = self._schemas.get(name)
             if schema is None:
                 schema = etree.XMLSchema(etree.parse(str(self.folder / name)))

@@ -51,8 +51,10 @@ void expect_same(const std::string& input, int type, const std::string& label,
                  const std::string& doc_id = "") {
   SCOPED_TRACE(label);
   const Caf& caf = caf_for(type);
-  Outcome dom = attempt([&] {
-    return detail::sign_via_dom(normalize(parse_input(input)), caf, cert(), o, doc_id);
+  Outcome dom = attempt([&] {  // sign_document's steps, through the DOM
+    const json normalized = normalize(parse_input(input));
+    detail::check_caf_fit_first(normalized, caf, o);
+    return detail::sign_via_dom(normalized, caf, cert(), o, doc_id);
   });
   SignOptions with_id = o;
   with_id.doc_id = doc_id;

@@ -42,7 +42,9 @@ std::vector<Finding> precheck(std::string_view input_json, const Caf* caf,
 
 // Builds, stamps and signs one DTE. Throws DocumentError "rules.failed" listing the error
 // findings (the folio is not consumed: nothing is produced), CafError, CertificateError,
-// SignatureError.
+// SignatureError. A CAF that does not fit the document (issuer, type, folio range, expiry) is
+// a CafError before the rules run, when the input states those values cleanly: it is the CAF
+// given that is wrong, not the document.
 SignedDte sign_document(std::string_view input_json, const Caf& caf, const Certificate& cert,
                         const SignOptions& options = {});
 
