@@ -379,12 +379,6 @@ bool append_document_text(const json& normalized, std::string& c14n, TedTexts& t
   return true;
 }
 
-std::optional<DocumentText> document_text(const json& normalized) {
-  DocumentText out;
-  if (!append_document_text(normalized, out.c14n, out.ted_texts)) return std::nullopt;
-  return out;
-}
-
 bool latin1_unchanged(std::string_view s, std::size_t* chars) noexcept {
   std::size_t n = 0;
   std::size_t i = 0;

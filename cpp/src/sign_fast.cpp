@@ -104,7 +104,7 @@ bool append_serialized(std::string& out, std::string_view s) {
   return true;
 }
 
-// A newline and libxml2's indent of `level` (2 spaces a level; ted_c14n_text goes to 29).
+// A newline and libxml2's indent of `level` (2 spaces a level; formatted_c14n goes to 29).
 void indent(std::string& out, int level) {
   static constexpr std::string_view kIndents =
       "\n                                                            ";
@@ -112,7 +112,7 @@ void indent(std::string& out, int level) {
   out.append(kIndents.substr(0, 1 + 2 * static_cast<std::size_t>(level)));
 }
 
-// Byte sets as tables: ted_c14n_text tests every byte of the names and attributes.
+// Byte sets as tables: formatted_c14n tests every byte of the names and attributes.
 using ByteSet = std::array<bool, 256>;
 constexpr ByteSet byte_set(std::string_view bytes) {
   ByteSet t{};
@@ -134,11 +134,6 @@ long long rounded_amount(const std::string& s) {
 
 }  // namespace
 
-std::optional<std::string> ted_c14n_text(std::string_view flat) {
-  // The TED is the Documento's child (level 2).
-  return formatted_c14n(flat, 2);
-}
-
 std::optional<std::string> formatted_c14n(std::string_view flat, int level) {
   // libxml2 indents up to 30 levels; `level` is 2 (a TED) or deeper.
   if (level < 2 || level >= 30) return std::nullopt;
@@ -155,17 +150,6 @@ std::optional<std::string> formatted_c14n(std::string_view flat, int level) {
   std::size_t depth = 0;
   std::string out;
   out.reserve(flat.size() + 1024);
-  // Every TED of a folio range carries the same <CAF>: its formatted text, a function of its
-  // bytes and its level alone, is kept per thread and copied instead of formatted again.
-  struct KeptCaf {
-    std::size_t depth = 0;  // level of its parent; 0: nothing kept
-    std::string in;
-    std::string out;
-  };
-  thread_local KeptCaf kept;
-  std::size_t caf_at = std::string_view::npos;  // a <CAF> being formatted: where it starts
-  std::size_t caf_out = 0;                      // ... and where its output starts
-  std::size_t caf_depth = 0;
   std::size_t i = 0;
   while (i < flat.size()) {
     if (flat[i] != '<') {
@@ -189,24 +173,8 @@ std::optional<std::string> formatted_c14n(std::string_view flat, int level) {
       out.append(flat.substr(i, end - i + 1));
       --depth;
       i = end + 1;
-      if (depth == caf_depth && caf_at != std::string_view::npos) {
-        kept.depth = static_cast<std::size_t>(level) + caf_depth;
-        kept.in.assign(flat.substr(caf_at, i - caf_at));
-        kept.out.assign(out, caf_out);
-        caf_at = std::string_view::npos;
-      }
       if (depth == 0) return i == flat.size() ? std::optional<std::string>(std::move(out))
                                               : std::nullopt;
-      continue;
-    }
-    if (depth > 0 && static_cast<std::size_t>(level) + depth == kept.depth &&
-        flat.compare(i, kept.in.size(), kept.in) == 0) {
-      if (stack[depth - 1].text) return std::nullopt;  // mixed content
-      stack[depth - 1].elements = true;
-      if (level + static_cast<int>(depth) >= 30) return std::nullopt;
-      indent(out, level + static_cast<int>(depth));
-      out += kept.out;
-      i += kept.in.size();
       continue;
     }
     // A start tag: name, then name="value" pairs whose values hold nothing escaped.
@@ -231,11 +199,6 @@ std::optional<std::string> formatted_c14n(std::string_view flat, int level) {
       stack[depth - 1].elements = true;
       if (level + static_cast<int>(depth) >= 30) return std::nullopt;
       indent(out, level + static_cast<int>(depth));
-    }
-    if (name == "CAF" && depth > 0 && caf_at == std::string_view::npos) {
-      caf_at = i;
-      caf_out = out.size();
-      caf_depth = depth;
     }
     out.append(flat.substr(i, p - i + 1));
     stack[depth++] = Frame{name};
@@ -279,7 +242,7 @@ std::optional<SignedDte> sign_fast(const json& normalized, const Caf& caf, const
     if (!append_document_text(normalized, c14n, ted_texts)) return std::nullopt;
     TedData ted_data = ted_data_from_texts(ted_texts, timestamp);
     c14n += "\n    ";
-    // The TED's formatted text (as ted_c14n_text(*ted) gives it) goes on `c14n` too.
+    // The TED's formatted text (formatted_c14n(*ted, 2)) goes on `c14n` too.
     std::optional<std::string> ted = stamp_ted_direct(ted_data, caf, &c14n);
     if (!ted) return std::nullopt;
     c14n += "\n    <TmstFirma>";

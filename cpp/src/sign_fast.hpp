@@ -43,28 +43,22 @@ TedData ted_data_from_texts(const TedTexts& texts, std::string tsted);
 
 // stamp_ted's TED text without parsing the DD back (the flattened CAF is kept per CAF); nullopt
 // when a field holds what the parse would change or refuse. With `c14n`, that TED's formatted
-// text too, appended there: what ted_c14n_text(TED text) gives (nullopt when that declines,
+// text too, appended there: what formatted_c14n(TED text, 2) gives (nullopt when that declines,
 // `c14n` then in an unspecified state).
 std::optional<std::string> stamp_ted_direct(const TedData& data, const Caf& caf,
                                             std::string* c14n = nullptr);
 
 // The Documento's content written from the normalised input by the table walk
-// build_document_xml uses: `c14n` is the canonical form (UTF-8, <x></x> for empty elements) of
-// what comes after the Documento start tag once the tree is serialised with formatting and parsed
-// back, whitespace included, up to the last element before the TED (the caller writes the start
-// tag, the TED, TmstFirma and the end tag). nullopt to decline, for bad input too: the DOM
-// path then reports the error.
-struct DocumentText {
-  std::string c14n;
-  TedTexts ted_texts;
-};
-std::optional<DocumentText> document_text(const json& normalized);
-// The same text appended to `c14n` (false, with `c14n` in an unspecified state, to decline).
+// build_document_xml uses, appended to `c14n`: the canonical form (UTF-8, <x></x> for empty
+// elements) of what comes after the Documento start tag once the tree is serialised with
+// formatting and parsed back, whitespace included, up to the last element before the TED (the
+// caller writes the start tag, the TED, TmstFirma and the end tag); `ted_texts` gets the TED's
+// field texts. false to decline, `c14n` then in an unspecified state, for bad input too: the
+// DOM path then reports the error.
 bool append_document_text(const json& normalized, std::string& c14n, TedTexts& ted_texts);
 
-// The formatted text (C14N form, as above) of a TED at its place in a Documento.
-std::optional<std::string> ted_c14n_text(std::string_view ted_xml);
-// The same for a flat element at indent level `level` (2..29; the TED's is 2).
+// The formatted text (C14N form, as above) of a flat element (libxml2's flattened output) at
+// indent level `level` (2..29; a TED's is 2); nullopt for anything it does not model.
 std::optional<std::string> formatted_c14n(std::string_view flat, int level);
 
 // The <Signature> element append_signature writes for a "#reference_id" Reference whose target

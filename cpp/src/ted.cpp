@@ -266,19 +266,19 @@ const std::string& flat_caf(const std::string& caf_xml) {
 // detail::formatted_c14n of a flattened CAF at a DD child's level (4), kept per thread by the
 // CAF's text as flat_caf is; nullptr when that declines.
 const std::string* formatted_caf(const std::string& caf_part) {
-  thread_local bool set = false;
-  thread_local bool ok = false;
-  thread_local std::string in;
-  thread_local std::string out;
-  if (!set || in != caf_part) {
-    std::optional<std::string> f = detail::formatted_c14n(caf_part, 4);
-    set = false;
-    in = caf_part;
-    ok = f.has_value();
-    out = ok ? std::move(*f) : std::string();
-    set = true;
+  struct Kept {
+    bool valid = false;
+    std::string in;
+    std::optional<std::string> out;  // nullopt: formatted_c14n declines this CAF
+  };
+  thread_local Kept kept;
+  if (!kept.valid || kept.in != caf_part) {
+    kept.valid = false;
+    kept.out = detail::formatted_c14n(caf_part, 4);
+    kept.in = caf_part;
+    kept.valid = true;
   }
-  return ok ? &out : nullptr;
+  return kept.out ? &*kept.out : nullptr;
 }
 
 }  // namespace
@@ -297,7 +297,7 @@ std::optional<std::string> detail::stamp_ted_direct(const TedData& data, const C
                                          std::to_chars(td, td + sizeof td, data.td).ptr - td));
   const std::string_view f_text(f, static_cast<std::size_t>(
                                        std::to_chars(f, f + sizeof f, data.f).ptr - f));
-  // With `c14n`: the TED's formatted text as ted_c14n_text writes it (TED at level 2, DD at 3,
+  // With `c14n`: the TED's formatted text as formatted_c14n writes it (TED at level 2, DD at 3,
   // its children at 4), from the same field texts.
   const std::string* caf_c14n = nullptr;
   if (c14n) {
