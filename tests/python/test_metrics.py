@@ -129,8 +129,10 @@ def test_retries_and_open_breaker_are_exported(sim: Any, cert: dte.Certificate) 
     req = urllib.request.Request(sim.url + "/_sim/config", method="POST", headers={"Content-Type": "application/json"},
                                  data=b'{"faults": [{"service": "seed", "kind": "http_error", "status": 503}]}')
     urllib.request.urlopen(req, timeout=10).read()
+    # force_new: the token cache is process-wide and keyed by URL, and port 0 can give this
+    # simulator the port of an earlier test's, whose token would otherwise be answered.
     with pytest.raises(SiiTransportError):
-        client.token()
+        client.token(force_new=True)
     fams = families(m.render())
     assert value(fams, "dte_sii_requests_total", service="token", outcome="SiiTransportError") == 1
     states = {s.labels["endpoint"]: s.value for s in fams["dte_circuit_breaker_state"].samples}
